@@ -35,11 +35,13 @@ class EmbeddingTableMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin):
     ``fit_transform``, ``get_feature_names_out`` and ``set_output`` are shared.
     """
 
-    def _check_X(self, X, y=None, *, reset):
+    def _check_X(self, X, y=None, *, reset, scan=True):
         """Validate ``X`` (and ``y``) and return ``(data, indices, indptr), y``.
 
         ``reset=True`` records ``n_features_in_`` (fit); ``reset=False``
         checks ``X`` against it and accepts 0 rows (transform, predict).
+        ``scan=False`` leaves the check of the indices to the forward kernel
+        (see :func:`csr_arrays`).
         """
         shape = getattr(X, "shape", ())
         if not sp.issparse(X) and len(shape) == 2 and shape[0] * shape[1] > LARGE_DENSE:
@@ -62,7 +64,7 @@ class EmbeddingTableMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin):
             X = validate_data(self, X, **kwargs)
         else:
             X, y = validate_data(self, X, y, **kwargs)
-        return csr_arrays(to_csr(X), self.n_features_in_, self.combiner), y
+        return csr_arrays(to_csr(X), self.n_features_in_, self.combiner, scan=scan), y
 
     def _table_dtype(self):
         try:
@@ -115,7 +117,7 @@ class EmbeddingTableMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin):
             for a fitted classifier, the learned embeddings that its head reads.
         """
         check_is_fitted(self)
-        X_arrays, _ = self._check_X(X, reset=False)
+        X_arrays, _ = self._check_X(X, reset=False, scan=False)
         return self._embed(X_arrays)
 
     def nearest_features(self, query, *, feature_names=None, n_neighbors=10):

@@ -147,6 +147,8 @@ cdef extern from "_simd.h" nogil:
                      double lr, double decay, const float *h, float *dh)
     void sb_head_f64(double *coef, Py_ssize_t n_out, Py_ssize_t d, const double *g,
                      double lr, double decay, const double *h, double *dh)
+    int sb_all_finite_f32(const float *x, Py_ssize_t n)
+    int sb_all_finite_f64(const double *x, Py_ssize_t n)
 
 ctypedef fused data_t:
     float
@@ -319,6 +321,13 @@ cdef inline void _head(
         sb_head_f64(coef, n_out, d, g, lr, decay, h, dh)
 
 
+cdef inline bint _all_finite(const real_t *x, Py_ssize_t n) noexcept nogil:
+    if real_t is float:
+        return sb_all_finite_f32(x, n)
+    else:
+        return sb_all_finite_f64(x, n)
+
+
 cdef inline double _clock(double alpha, double lr_begin, double lr_slope, Py_ssize_t p) noexcept nogil:
     """Log of the weight decay accumulated over steps 0 .. p-1 of a pass: -alpha * sum(lr)."""
     return -alpha * (p * lr_begin + lr_slope * 0.5 * p * (p - 1))
@@ -369,15 +378,20 @@ def embedding_sum(
 ):
     """Write the combined embedding sum of each CSR row into ``out``.
 
-    Returns -1, or the position of a malformed row (whose output is zeros).
+    Every row's extent and indices are checked before ``W`` is read, so the
+    arrays need no check beforehand. Returns ``(bad_row, finite)``:
+    ``bad_row`` is -1, or some malformed row (whose output is zeros; not
+    necessarily the first); ``finite`` says whether every output value is
+    finite, checked block by block while the block is still in cache.
     """
     cdef Py_ssize_t n_rows = out.shape[0]
     cdef Py_ssize_t d = W.shape[1]
     cdef Py_ssize_t n_features = W.shape[0]
     cdef Py_ssize_t nnz = indices.shape[0]
     cdef Py_ssize_t n_blocks = (n_rows + ROW_BLOCK - 1) // ROW_BLOCK
-    cdef Py_ssize_t block, row0, bad
+    cdef Py_ssize_t block, row0, row1, bad
     cdef Py_ssize_t bad_row[1]
+    cdef bint finite[1]
     cdef const data_t *data_ptr = &data[0] if nnz > 0 else NULL
     cdef const index_t *indices_ptr = &indices[0] if nnz > 0 else NULL
     cdef const real_t *W_ptr = &W[0, 0] if n_features > 0 else NULL
@@ -387,18 +401,22 @@ def embedding_sum(
     if out.shape[1] != d:
         raise ValueError("out has the wrong number of columns")
     bad_row[0] = -1
+    finite[0] = True
     if n_rows == 0:
-        return -1
+        return -1, True
 
     for block in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
         row0 = block * ROW_BLOCK
+        row1 = min(row0 + ROW_BLOCK, n_rows)
         bad = _bag_rows(
             W_ptr, n_features, d, data_ptr, indices_ptr, &indptr[0], nnz,
-            row0, min(row0 + ROW_BLOCK, n_rows), combiner, &out[0, 0],
+            row0, row1, combiner, &out[0, 0],
         )
         if bad >= 0:
             bad_row[0] = bad
-    return bad_row[0]
+        if not _all_finite(&out[row0, 0], (row1 - row0) * d):
+            finite[0] = False
+    return bad_row[0], finite[0]
 
 
 def apply_decay(real_t[:, ::1] W, double[::1] stamp, double clock, int n_threads):

@@ -45,12 +45,15 @@ def check_structure(X):
             raise ValueError(f"Malformed {X.format.upper()} matrix: {exc}") from exc
 
 
-def _checked_compressed(data, indices, indptr, n_major, n_minor, kind="CSR"):
+def _checked_compressed(data, indices, indptr, n_major, n_minor, kind="CSR", scan=True):
     """``(data, indices, indptr)`` of a well-formed compressed structure.
 
     Contiguous, with ``indices`` and ``indptr`` of one type (int32 or int64,
     unchanged when scipy made them so, which is the usual case). Raises
-    ValueError naming the first bad row (column for CSC) otherwise.
+    ValueError naming the first bad row (column for CSC) otherwise. With
+    ``scan=False`` only the array lengths and the ends of ``indptr`` are
+    checked here: the caller hands the arrays to a kernel that checks each
+    row before it reads it, and reports a bad one.
     """
     if indptr.ndim != 1 or len(indptr) != n_major + 1:
         raise ValueError(
@@ -73,13 +76,19 @@ def _checked_compressed(data, indices, indptr, n_major, n_minor, kind="CSR"):
             f"but must run from 0 to len(indices) = {len(indices)}. Rebuild the "
             "matrix with scipy.sparse."
         )
-    bad = _kernels.first_bad_row(indices, indptr, n_minor)
-    if bad >= 0:
-        raise ValueError(_describe_bad_row(indices, indptr, bad, n_minor, kind))
+    if scan:
+        _raise_for_bad_row(indices, indptr, n_minor, kind)
     return data, indices, indptr
 
 
-def csr_arrays(X, n_features, combiner):
+def _raise_for_bad_row(indices, indptr, n_minor, kind="CSR"):
+    """Raise ValueError describing the first malformed row, if there is one."""
+    bad = _kernels.first_bad_row(indices, indptr, n_minor)
+    if bad >= 0:
+        raise ValueError(_describe_bad_row(indices, indptr, bad, n_minor, kind))
+
+
+def csr_arrays(X, n_features, combiner, scan=True):
     """Return ``(data, indices, indptr)`` of a CSR matrix, checked and uncopied.
 
     ``X`` must already be a scipy CSR matrix or array with a float32 or
@@ -93,8 +102,14 @@ def csr_arrays(X, n_features, combiner):
     scipy. The kernels add such entries up correctly, but the ``"sqrtn"``
     scale needs each column's total, so for it a matrix with duplicates is
     summed first (into a float64 copy; ``X`` itself is not changed).
+
+    ``scan=False`` leaves the check of each row's indices to the kernel that
+    reads them (:func:`sum_rows`), saving a pass over ``indices``.
     """
-    data, indices, indptr = _checked_compressed(X.data, X.indices, X.indptr, X.shape[0], n_features)
+    scan = scan or combiner == "sqrtn"  # has_duplicates needs checked indices
+    data, indices, indptr = _checked_compressed(
+        X.data, X.indices, X.indptr, X.shape[0], n_features, scan=scan
+    )
     # (scipy's own has_canonical_format flag is cached, and goes stale when
     # the arrays of a matrix are edited, so the kernels look for themselves.)
     if combiner == "sqrtn" and _kernels.has_duplicates(indices, indptr, n_features):
@@ -141,15 +156,33 @@ def check_vectors(W, name, finite=True):
 
 
 def sum_rows(data, indices, indptr, W, combiner, n_threads):
-    """Call the forward kernel on checked arrays; return ``(n_rows, d)`` in ``W.dtype``."""
+    """Call the forward kernel; return ``(n_rows, d)`` in ``W.dtype``.
+
+    The kernel checks each row before reading it, and the output for
+    finiteness while it is in cache; a malformed row or a value that is not
+    finite raises ValueError saying which input is to blame.
+    """
     if combiner not in COMBINERS:
         raise ValueError(f"combiner must be one of {COMBINERS}, got {combiner!r}.")
     out = np.empty((len(indptr) - 1, W.shape[1]), dtype=W.dtype)
-    bad = _kernels.embedding_sum(
+    bad, finite = _kernels.embedding_sum(
         data, indices, indptr, W, out, _kernels.COMBINERS[combiner], n_threads
     )
     if bad >= 0:
-        raise ValueError(_describe_bad_row(indices, indptr, bad, W.shape[0]))
+        _raise_for_bad_row(indices, indptr, W.shape[0])
+    if not finite:
+        # Any NaN or infinity in X or in a used row of W reaches the output.
+        if not np.isfinite(data).all():
+            raise ValueError(
+                "Input X contains NaN or infinity; remove or impute those values."
+            )
+        if not np.isfinite(W[np.unique(indices)]).all():
+            raise ValueError(
+                "Input W contains NaN or infinity in rows that X uses; pass finite vectors."
+            )
+        raise ValueError(
+            f"The embedding sums overflow {W.dtype}: scale X or W down, or use float64."
+        )
     return out
 
 
@@ -198,11 +231,15 @@ def embedding_sum(X, W, *, combiner="sum", n_jobs=None):
         raise ValueError(f"combiner must be one of {COMBINERS}, got {combiner!r}.")
     W = check_vectors(W, "W", finite=False)
     check_structure(X)
+    # X and W are checked for NaN and infinity through the result, whose
+    # size is X's, not the table's, and its indices by the kernel: passes
+    # over X.data, X.indices or a large table would cost more than the sum.
     X = check_array(
         X,
         accept_sparse="csr",
         dtype=[np.float64, np.float32],
         ensure_min_samples=0,
+        ensure_all_finite=False,
         input_name="X",
     )
     X = to_csr(X)
@@ -210,18 +247,5 @@ def embedding_sum(X, W, *, combiner="sum", n_jobs=None):
         raise ValueError(
             f"X has {X.shape[1]} features but W has {W.shape[0]} rows: they must match."
         )
-    data, indices, indptr = csr_arrays(X, W.shape[0], combiner)
-    out = sum_rows(data, indices, indptr, W, combiner, _n_threads(n_jobs))
-    # W is checked through the result, whose size is X's, not the table's:
-    # a scan of a large table on every call would cost more than the sum.
-    # (A float64 sum of the result allocates nothing and is finite when all is.)
-    if not np.isfinite(out.sum(dtype=np.float64)) and not np.isfinite(out).all():
-        used = np.unique(indices)
-        if not np.isfinite(W[used]).all():
-            raise ValueError(
-                "Input W contains NaN or infinity in rows that X uses; pass finite vectors."
-            )
-        raise ValueError(
-            f"The embedding sums overflow {W.dtype}: scale X or W down, or use float64."
-        )
-    return out
+    data, indices, indptr = csr_arrays(X, W.shape[0], combiner, scan=False)
+    return sum_rows(data, indices, indptr, W, combiner, _n_threads(n_jobs))

@@ -25,6 +25,7 @@
  *   gemv_t      dh = coef.T @ g.
  *   combine     row = row * decay - sum_s a[s] X[s].
  *   head        dh = coef.T @ g;  coef[c] = coef[c] * decay - lr g[c] h.
+ *   all_finite  whether no x[j] is NaN or infinite.
  */
 #ifndef SPARSEBED_SIMD_H
 #define SPARSEBED_SIMD_H
@@ -284,6 +285,19 @@ ATTR static void sb_head_##ISA##_##RN(REAL *coef, ptrdiff_t n_out, ptrdiff_t d, 
     }                                                                              \
 }
 
+/* x * 0 is 0 for a finite x and NaN otherwise (no -ffast-math here). */
+#define SB_DEFINE_FINITE(ISA, ATTR, VB, RN, REAL)                                  \
+ATTR static int sb_all_finite_##ISA##_##RN(const REAL *x, ptrdiff_t n) {          \
+    SB_VEC_TYPES(REAL, VB)                                                         \
+    vec acc = zero;                                                                \
+    real total = 0;                                                                \
+    ptrdiff_t j, t;                                                                \
+    for (j = 0; j + L <= n; j += L) acc += *(const vec *)(x + j) * (real)0;        \
+    for (; j < n; j++) total += x[j] * (real)0;                                    \
+    for (t = 0; t < L; t++) total += ((const real *)&acc)[t];                      \
+    return total == 0;                                                             \
+}
+
 #define SB_DEFINE_ISA(ISA, ATTR, VB)                                               \
     SB_DEFINE_BAG_ROWS(ISA, ATTR, VB, f32, float, i32, int32_t, f32, float)        \
     SB_DEFINE_BAG_ROWS(ISA, ATTR, VB, f32, float, i32, int32_t, f64, double)       \
@@ -298,7 +312,9 @@ ATTR static void sb_head_##ISA##_##RN(REAL *coef, ptrdiff_t n_out, ptrdiff_t d, 
     SB_DEFINE_REAL_LOOPS(ISA, ATTR, VB, f64, double, i32, int32_t)                 \
     SB_DEFINE_REAL_LOOPS(ISA, ATTR, VB, f64, double, i64, int64_t)                 \
     SB_DEFINE_HEAD_LOOPS(ISA, ATTR, VB, f32, float)                                \
-    SB_DEFINE_HEAD_LOOPS(ISA, ATTR, VB, f64, double)
+    SB_DEFINE_HEAD_LOOPS(ISA, ATTR, VB, f64, double)                              \
+    SB_DEFINE_FINITE(ISA, ATTR, VB, f32, float)                                    \
+    SB_DEFINE_FINITE(ISA, ATTR, VB, f64, double)
 
 #if SB_VECTOR_EXT
 SB_DEFINE_ISA(base, , 16)
@@ -413,5 +429,12 @@ static inline void sb_head_##RN(REAL *coef, ptrdiff_t n_out, ptrdiff_t d,       
 }
 SB_ENTRY_HEAD(f32, float)
 SB_ENTRY_HEAD(f64, double)
+
+#define SB_ENTRY_FINITE(RN, REAL)                                                  \
+static inline int sb_all_finite_##RN(const REAL *x, ptrdiff_t n) {                 \
+    switch (sb_isa) { SB_CASES(sb_all_finite, _##RN, (x, n)) }                     \
+}
+SB_ENTRY_FINITE(f32, float)
+SB_ENTRY_FINITE(f64, double)
 
 #endif

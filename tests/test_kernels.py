@@ -148,9 +148,10 @@ def assert_embedding_close(out, X, W, combiner, summed=False):
 def kernel_embedding_sum(X, W, combiner, n_threads=1):
     """Call the forward kernel directly; return (out, bad_row)."""
     out = np.full((X.shape[0], W.shape[1]), np.nan, dtype=W.dtype)
-    bad = _kernels.embedding_sum(
+    bad, finite = _kernels.embedding_sum(
         X.data, X.indices, X.indptr, W, out, _kernels.COMBINERS[combiner], n_threads
     )
+    assert finite == np.isfinite(out).all()
     return out, bad
 
 
@@ -389,10 +390,10 @@ def test_kernels_report_malformed_row_without_reading_out_of_bounds(case, index_
 
     for combiner, n_threads in itertools.product(COMBINERS, (1, 2)):
         out = np.full((X.shape[0], 4), np.nan)
-        got = _kernels.embedding_sum(
+        got, finite = _kernels.embedding_sum(
             data, indices, indptr, W, out, _kernels.COMBINERS[combiner], n_threads
         )
-        assert got in bad_rows
+        assert got in bad_rows and finite
         assert np.array_equal(out[list(bad_rows)], np.zeros((len(bad_rows), 4)))
         assert np.isfinite(out).all()
         # The rows before the first bad one are still computed right.

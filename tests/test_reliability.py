@@ -231,6 +231,15 @@ def test_non_finite_table_is_refused_by_embedding_sum(fitted):
         embedding_sum(X, W)
 
 
+def test_overflowing_sums_are_refused(fitted):
+    X = fitted[0]
+    W = np.full((N_FEATURES, 3), 3e38, dtype=np.float32)
+    with pytest.raises(ValueError, match="embedding sums overflow float32"):
+        embedding_sum(abs(X) * 10, W)
+    # The same sums fit in float64.
+    assert np.isfinite(embedding_sum(abs(X) * 10, W.astype(np.float64))).all()
+
+
 @pytest.mark.parametrize("fit", ["SparseEmbedding.fit", "EmbeddingClassifier.fit", "partial_fit"])
 @pytest.mark.parametrize("shape, message", [
     ((N_FEATURES - 1, 3), rf"init has {N_FEATURES - 1} rows but X has {N_FEATURES} features"),

@@ -42,6 +42,27 @@ def test_every_isa_matches_the_reference(isa, dim, dtype, combiner):
     np.testing.assert_allclose(out, expected, rtol=rtol, atol=rtol * np.max(np.abs(scale)) * 10)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_isa_finds_each_non_finite_output(isa, dtype):
+    # The forward kernel checks its output block by block; a NaN or an
+    # infinity in any column (vector body or scalar tail) of any row is found.
+    X = sp.random(130, 40, density=0.1, format="csr", random_state=1) + sp.eye(130, 40, format="csr")
+    X.sort_indices()
+    for dim in (1, 16, 37):
+        W = np.ones((40, dim), dtype=dtype)
+        result = _kernels.embedding_sum(
+            X.data, X.indices, X.indptr, W, np.empty((130, dim), dtype), 0, 1
+        )
+        assert result == (-1, True)
+        for row, col, value in [(0, 0, np.nan), (129, dim - 1, np.inf), (70, dim // 2, -np.inf)]:
+            W_bad = W.copy()
+            W_bad[X.indices[X.indptr[row]], col] = value
+            result = _kernels.embedding_sum(
+                X.data, X.indices, X.indptr, W_bad, np.empty((130, dim), dtype), 0, 2
+            )
+            assert result == (-1, False), (dim, row, col)
+
+
 @pytest.mark.parametrize("n_out", [1, 4])
 def test_every_isa_trains_like_the_reference(isa, n_out):
     rng = np.random.default_rng(0)
