@@ -83,6 +83,9 @@ cdef extern from "_simd.h" nogil:
     void sb_init()
     int sb_set_isa(int isa)
     int sb_isa_supported(int isa)
+    void SB_PREFETCH(const void *p)
+    void sb_prefetch_bytes(const void *p, Py_ssize_t n)
+    void sb_exp_neg(double *x, Py_ssize_t n)
     double sb_scale_f32(int combiner, const float *data, Py_ssize_t start, Py_ssize_t end)
     double sb_scale_f64(int combiner, const double *data, Py_ssize_t start, Py_ssize_t end)
     int sb_row_ok_i32(const int32_t *indices, Py_ssize_t start, Py_ssize_t end,
@@ -328,6 +331,48 @@ cdef inline bint _all_finite(const real_t *x, Py_ssize_t n) noexcept nogil:
         return sb_all_finite_f64(x, n)
 
 
+cdef inline void _prefetch_sample(
+    const int64_t[::1] order, Py_ssize_t p, const index_t *indptr, const data_t *data,
+    const index_t *indices, const int32_t *y, const double *sample_weight, Py_ssize_t nnz,
+    const real_t *W, Py_ssize_t n_features, Py_ssize_t d, const double *stamp,
+) noexcept nogil:
+    """Prefetch what SGD reads of the samples a few steps ahead of position ``p``.
+
+    ``order`` is shuffled, so each sample's arrays are cache misses. They are
+    fetched in stages, each needing what the previous one brought: the
+    sample's header three steps ahead, its row of ``indices`` and ``data``
+    two steps ahead, and the rows of ``W`` (and their stamps) it names one
+    step ahead, so that they arrive while this step computes. ``order`` was
+    checked; a row's extent and indices are checked before they form an
+    address (``stamp`` may be NULL).
+    """
+    cdef Py_ssize_t n_steps = order.shape[0], i, k, start, end
+    cdef size_t col
+    if p + 3 < n_steps:
+        i = order[p + 3]
+        SB_PREFETCH(&indptr[i])
+        SB_PREFETCH(&sample_weight[i])
+        SB_PREFETCH(&y[i])
+    if p + 2 < n_steps:
+        i = order[p + 2]
+        start = indptr[i]
+        end = indptr[i + 1]
+        if 0 <= start <= end <= nnz:
+            sb_prefetch_bytes(indices + start, (end - start) * sizeof(index_t))
+            sb_prefetch_bytes(data + start, (end - start) * sizeof(data_t))
+    if p + 1 < n_steps:
+        i = order[p + 1]
+        start = indptr[i]
+        end = indptr[i + 1]
+        if 0 <= start <= end <= nnz:
+            for k in range(start, end):
+                col = <size_t> indices[k]
+                if col < <size_t> n_features:
+                    sb_prefetch_bytes(W + col * d, d * sizeof(real_t))
+                    if stamp != NULL:
+                        SB_PREFETCH(&stamp[col])
+
+
 cdef inline double _clock(double alpha, double lr_begin, double lr_slope, Py_ssize_t p) noexcept nogil:
     """Log of the weight decay accumulated over steps 0 .. p-1 of a pass: -alpha * sum(lr)."""
     return -alpha * (p * lr_begin + lr_slope * 0.5 * p * (p - 1))
@@ -488,9 +533,11 @@ cdef inline double _loss_grad(double *z, Py_ssize_t n_out, int32_t target_class,
         if z[c] > zmax:
             zmax = z[c]
     loss = zmax - z[target_class]
+    for c in range(n_out):
+        z[c] = z[c] - zmax
+    sb_exp_neg(z, n_out)
     total = 0.0
     for c in range(n_out):
-        z[c] = exp(z[c] - zmax)
         total = total + z[c]
     loss = loss + log(total)  # log-sum-exp minus the target's logit
     for c in range(n_out):
@@ -535,6 +582,7 @@ def sgd_epoch(
     cdef real_t *vals
     cdef real_t *decay
     cdef double *seen
+    cdef double *owed_exp
     cdef double *z
     cdef double scale, lr, w, loss
     cdef double now, after, head_decay, owed
@@ -559,11 +607,17 @@ def sgd_epoch(
         vals = <real_t *> malloc((longest + 1) * sizeof(real_t))
         decay = <real_t *> malloc((longest + 1) * sizeof(real_t))
         seen = <double *> malloc((longest + 1) * sizeof(double))
-        if h == NULL or dh == NULL or z == NULL or vals == NULL or decay == NULL or seen == NULL:
+        owed_exp = <double *> malloc((longest + 1) * sizeof(double))
+        if (h == NULL or dh == NULL or z == NULL or vals == NULL or decay == NULL or seen == NULL
+                or owed_exp == NULL):
             out_of_memory[0] = True
         for p in prange(n_steps, schedule="static", chunksize=CHUNK):
             if out_of_memory[0]:
                 continue
+            _prefetch_sample(
+                order, p, &indptr[0], data_ptr, indices_ptr, &y[0], &sample_weight[0], nnz,
+                W_ptr, n_features, d, &stamp[0] if lazy else NULL,
+            )
             i = order[p]
             start = indptr[i]
             end = indptr[i + 1]
@@ -579,13 +633,17 @@ def sgd_epoch(
 
             # 1. forward: h = scale * sum_k data[k] * W[indices[k]] (decay owed included)
             scale = _row_scale(combiner, data_ptr, start, end)
-            for k in range(n):
-                if lazy:
-                    # decay owed by the row since its stamp; kept for step 5
+            if lazy:
+                # decay owed by each row since its stamp; kept for step 5
+                for k in range(n):
                     seen[k] = stamp[indices_ptr[start + k]]
-                    decay[k] = <real_t> exp(fmin(0.0, now - seen[k]))
+                    owed_exp[k] = fmin(0.0, now - seen[k])
+                sb_exp_neg(owed_exp, n)
+                for k in range(n):
+                    decay[k] = <real_t> owed_exp[k]
                     vals[k] = <real_t> (data_ptr[start + k] * scale * decay[k])
-                else:
+            else:
+                for k in range(n):
                     vals[k] = <real_t> (data_ptr[start + k] * scale)
             _bag_values(W_ptr, d, indices_ptr + start, vals, n, h)
 
@@ -619,6 +677,7 @@ def sgd_epoch(
         free(vals)
         free(decay)
         free(seen)
+        free(owed_exp)
 
     if out_of_memory[0]:
         raise MemoryError("could not allocate the per-thread scratch vectors")
@@ -692,14 +751,17 @@ def sgd_epoch_batched(
     cdef double *LOSS = <double *> malloc(B * sizeof(double))
     cdef Py_ssize_t *OFF = <Py_ssize_t *> malloc((B + 1) * sizeof(Py_ssize_t))
     cdef real_t *VALS = <real_t *> malloc((most + 1) * sizeof(real_t))
+    cdef double *OWED = <double *> malloc((most + 1) * sizeof(double))  # then exp(owed)
     # Per thread: the batch's entries whose row of W it owns, in batch order.
     cdef index_t *OWN_IDX = <index_t *> malloc(T * (most + 1) * sizeof(index_t))
     cdef real_t *OWN_DECAY = <real_t *> malloc(T * (most + 1) * sizeof(real_t))
     cdef real_t *OWN_STEP = <real_t *> malloc(T * (most + 1) * sizeof(real_t))
     cdef Py_ssize_t *OWN_ROW = <Py_ssize_t *> malloc(T * (most + 1) * sizeof(Py_ssize_t))
+    cdef double *OWN_OWED = <double *> malloc(T * (most + 1) * sizeof(double))
     try:
         if (H == NULL or DH == NULL or G == NULL or LOSS == NULL or OFF == NULL or VALS == NULL
-                or OWN_IDX == NULL or OWN_DECAY == NULL or OWN_STEP == NULL or OWN_ROW == NULL):
+                or OWED == NULL or OWN_IDX == NULL or OWN_DECAY == NULL or OWN_STEP == NULL
+                or OWN_ROW == NULL or OWN_OWED == NULL):
             raise MemoryError("could not allocate the mini-batch buffers")
         with nogil:
             for batch in range(n_batches):
@@ -725,13 +787,14 @@ def sgd_epoch_batched(
                     start = indptr[i]
                     lr = lr_begin + lr_slope * (b0 + s)
                     scale = _row_scale(combiner, data_ptr, start, start + n)
-                    for k in range(n):
-                        if lazy:
-                            VALS[OFF[s] + k] = <real_t> (
-                                data_ptr[start + k] * scale
-                                * exp(fmin(0.0, now - stamp[indices_ptr[start + k]]))
-                            )
-                        else:
+                    if lazy:
+                        for k in range(n):
+                            OWED[OFF[s] + k] = fmin(0.0, now - stamp[indices_ptr[start + k]])
+                        sb_exp_neg(OWED + OFF[s], n)
+                        for k in range(n):
+                            VALS[OFF[s] + k] = <real_t> (data_ptr[start + k] * scale * OWED[OFF[s] + k])
+                    else:
+                        for k in range(n):
                             VALS[OFF[s] + k] = <real_t> (data_ptr[start + k] * scale)
                     _bag_values(W_ptr, d, indices_ptr + start, VALS + OFF[s], n, H + s * d)
                     _gemv(&coef[0, 0], &intercept[0], n_out, d, H + s * d, G + s * n_out)
@@ -768,10 +831,14 @@ def sgd_epoch_batched(
                                 OWN_STEP[e] = VALS[OFF[s] + k]
                                 OWN_ROW[e] = s
                                 if lazy:  # the row's decay owed up to the batch's end, once
-                                    OWN_DECAY[e] = <real_t> exp(fmin(0.0, after - stamp[col]))
+                                    OWN_OWED[e] = fmin(0.0, after - stamp[col])
                                     stamp[col] = fmin(stamp[col], after)
                                 count = count + 1
                         e = t * (most + 1)
+                        if lazy:
+                            sb_exp_neg(OWN_OWED + e, count)
+                            for k in range(count):
+                                OWN_DECAY[e + k] = <real_t> OWN_OWED[e + k]
                         _scatter(W_ptr, d, OWN_IDX + e, OWN_DECAY + e if lazy else NULL,
                                  OWN_STEP + e, count, DH, OWN_ROW + e)
                 for s in range(nb):
@@ -787,4 +854,6 @@ def sgd_epoch_batched(
         free(OWN_DECAY)
         free(OWN_STEP)
         free(OWN_ROW)
+        free(OWED)
+        free(OWN_OWED)
     return loss_sum, _clock(alpha, lr_begin, lr_slope, n_steps), bad_row
