@@ -781,7 +781,9 @@ def sgd_epoch_batched(
                     OFF[s + 1] = OFF[s] + n
 
                 # 1. gradients of every sample at the parameters of the batch's start
-                for s in prange(nb, schedule="static", num_threads=n_threads):
+                # (each written to its own slot, so any thread may take any sample:
+                # dynamic scheduling balances rows of different lengths)
+                for s in prange(nb, schedule="dynamic", chunksize=1, num_threads=n_threads):
                     i = order[b0 + s]
                     n = OFF[s + 1] - OFF[s]
                     start = indptr[i]

@@ -168,6 +168,42 @@ static inline void sb_prefetch_bytes(const void *p, ptrdiff_t n) {
         }                                                                          \
     } while (0)
 
+/* dh = coef.T @ g on a strip of NV vectors of columns at j, in registers. */
+#define SB_GEMV_T_STRIPS(NV)                                                       \
+    for (; j + (NV) * L <= d; j += (NV) * L) {                                     \
+        vec acc[NV];                                                               \
+        ptrdiff_t b;                                                               \
+        for (b = 0; b < (NV); b++) acc[b] = zero;                                  \
+        for (c = 0; c < n_out; c++) {                                              \
+            const vec *row = (const vec *)(coef + c * d + j);                      \
+            const real gc = (real)g[c];                                            \
+            for (b = 0; b < (NV); b++) acc[b] += gc * row[b];                      \
+        }                                                                          \
+        for (b = 0; b < (NV); b++) ((vec *)(dh + j))[b] = acc[b];                  \
+    }
+
+/* The head step on a strip of NV vectors of columns at j, for every class:
+ * the strip of dh = coef.T @ g is summed in registers. */
+#define SB_HEAD_STRIPS(NV)                                                         \
+    for (; j + (NV) * L <= d; j += (NV) * L) {                                     \
+        vec acc[NV], hv[NV];                                                       \
+        ptrdiff_t b;                                                               \
+        for (b = 0; b < (NV); b++) {                                               \
+            acc[b] = zero;                                                         \
+            hv[b] = ((const vec *)(h + j))[b];                                     \
+        }                                                                          \
+        for (c = 0; c < n_out; c++) {                                              \
+            vec *row = (vec *)(coef + c * d + j);                                  \
+            const real gc = (real)g[c], st = (real)(lr * g[c]);                    \
+            for (b = 0; b < (NV); b++) {                                           \
+                const vec r = row[b];                                              \
+                acc[b] += gc * r;                                                  \
+                row[b] = r * f - st * hv[b];                                       \
+            }                                                                      \
+        }                                                                          \
+        for (b = 0; b < (NV); b++) ((vec *)(dh + j))[b] = acc[b];                  \
+    }
+
 #if SB_VECTOR_EXT
 #define SB_VEC_TYPES(REAL, VB)                                                     \
     typedef REAL real;                                                             \
@@ -251,15 +287,15 @@ ATTR static void sb_gemv_##ISA##_##RN(const REAL *coef, const REAL *b,          
 ATTR static void sb_gemv_t_##ISA##_##RN(const REAL *coef, ptrdiff_t n_out,        \
         ptrdiff_t d, const double *g, REAL *dh) {                                  \
     SB_VEC_TYPES(REAL, VB)                                                         \
-    ptrdiff_t c, j;                                                                \
-    (void)zero;                                                                    \
-    memset(dh, 0, (size_t)d * sizeof(REAL));                                       \
-    for (c = 0; c < n_out; c++) {                                                  \
-        const REAL *row = coef + c * d;                                            \
-        const real gc = (real)g[c];                                                \
-        for (j = 0; j + L <= d; j += L)                                            \
-            *(vec *)(dh + j) += gc * *(const vec *)(row + j);                      \
-        for (; j < d; j++) dh[j] += gc * row[j];                                   \
+    ptrdiff_t c, j = 0;                                                            \
+    SB_GEMV_T_STRIPS(8)                                                            \
+    SB_GEMV_T_STRIPS(4)                                                            \
+    SB_GEMV_T_STRIPS(2)                                                            \
+    SB_GEMV_T_STRIPS(1)                                                            \
+    for (; j < d; j++) {                                                           \
+        real acc = 0;                                                              \
+        for (c = 0; c < n_out; c++) acc += (real)g[c] * coef[c * d + j];           \
+        dh[j] = acc;                                                               \
     }                                                                              \
 }                                                                                  \
 ATTR static void sb_combine_##ISA##_##RN(REAL *row, ptrdiff_t d, double decay,    \
@@ -281,22 +317,20 @@ ATTR static void sb_combine_##ISA##_##RN(REAL *row, ptrdiff_t d, double decay,  
 ATTR static void sb_head_##ISA##_##RN(REAL *coef, ptrdiff_t n_out, ptrdiff_t d,   \
         const double *g, double lr, double decay, const REAL *h, REAL *dh) {       \
     SB_VEC_TYPES(REAL, VB)                                                         \
-    ptrdiff_t c, j;                                                                \
+    ptrdiff_t c, j = 0;                                                            \
     const real f = (real)decay;                                                    \
-    memset(dh, 0, (size_t)d * sizeof(REAL));                                       \
-    for (c = 0; c < n_out; c++) {                                                  \
-        REAL *row = coef + c * d;                                                  \
-        const real gc = (real)g[c], st = (real)(lr * g[c]);                        \
-        (void)zero;                                                                \
-        for (j = 0; j + L <= d; j += L) {                                          \
-            const vec r = *(const vec *)(row + j);                                 \
-            *(vec *)(dh + j) += gc * r;                                            \
-            *(vec *)(row + j) = r * f - st * *(const vec *)(h + j);                \
+    SB_HEAD_STRIPS(8)                                                              \
+    SB_HEAD_STRIPS(4)                                                              \
+    SB_HEAD_STRIPS(2)                                                              \
+    SB_HEAD_STRIPS(1)                                                              \
+    for (; j < d; j++) {                                                           \
+        real acc = 0;                                                              \
+        for (c = 0; c < n_out; c++) {                                              \
+            const real r = coef[c * d + j];                                        \
+            acc += (real)g[c] * r;                                                 \
+            coef[c * d + j] = r * f - (real)(lr * g[c]) * h[j];                    \
         }                                                                          \
-        for (; j < d; j++) {                                                       \
-            dh[j] += gc * row[j];                                                  \
-            row[j] = row[j] * f - st * h[j];                                       \
-        }                                                                          \
+        dh[j] = acc;                                                               \
     }                                                                              \
 }
 
