@@ -722,9 +722,12 @@ def sgd_epoch_batched(
     cdef Py_ssize_t B = max(batch_size, 1)
     cdef Py_ssize_t n_batches = (n_steps + B - 1) // B
     cdef Py_ssize_t T = max(n_threads, 1)
+    # Rows of W are owned by the first R threads, R the largest power of two
+    # <= T, so that the owner of a row is a mask of its index, not a division.
+    cdef Py_ssize_t R = 1
     cdef Py_ssize_t batch, b0, nb, s, t, c, k, e, i, n, start, end, most = 0, count
     cdef index_t col
-    cdef double scale, lr, w, loss, now, after, total
+    cdef double scale, lr, w, loss, now, after, total, head_decay
     cdef double lr_slope = (lr_end - lr_begin) / n_steps if n_steps > 0 else 0.0
     cdef double loss_sum = 0.0
     cdef bint lazy = alpha > 0.0 and update_embeddings
@@ -734,6 +737,8 @@ def sgd_epoch_batched(
     cdef real_t *W_ptr = &W[0, 0] if n_features > 0 else NULL
 
     _check_sgd_args(data, indices, indptr, y, sample_weight, order, W, coef, intercept, stamp)
+    while R * 2 <= T:
+        R = R * 2
     # The most entries in one batch (malformed rows count 0).
     for batch in range(n_batches):
         total = 0
@@ -783,7 +788,7 @@ def sgd_epoch_batched(
                 # 1. gradients of every sample at the parameters of the batch's start
                 # (each written to its own slot, so any thread may take any sample:
                 # dynamic scheduling balances rows of different lengths)
-                for s in prange(nb, schedule="dynamic", chunksize=1, num_threads=n_threads):
+                for s in prange(nb, schedule="static", num_threads=n_threads):
                     i = order[b0 + s]
                     n = OFF[s + 1] - OFF[s]
                     start = indptr[i]
@@ -809,24 +814,25 @@ def sgd_epoch_batched(
                     for k in range(n):
                         VALS[OFF[s] + k] = <real_t> (lr * scale * data_ptr[start + k])
 
-                # 2. the steps, in sample order; thread t owns the rows c and
-                # indices[k] that are t modulo T
+                # 2. the steps, in sample order; thread t owns the rows c of coef
+                # that are t modulo T, and the rows of W that are t modulo R
+                head_decay = exp(after - now)
                 for t in prange(T, schedule="static", chunksize=1, num_threads=n_threads):
                     c = t
                     while c < n_out:
-                        _combine(&coef[c, 0], d, exp(after - now), G + c, n_out, nb, H)
+                        _combine(&coef[c, 0], d, head_decay, G + c, n_out, nb, H)
                         total = 0.0
                         for s in range(nb):
                             total = total + G[s * n_out + c]
                         intercept[c] = <real_t> (intercept[c] - total)
                         c = c + T
-                    if update_embeddings:
+                    if update_embeddings and t < R:
                         count = 0
                         for s in range(nb):
                             start = indptr[order[b0 + s]]
                             for k in range(OFF[s + 1] - OFF[s]):
                                 col = indices_ptr[start + k]
-                                if col % T != t:
+                                if (col & (R - 1)) != t:
                                     continue
                                 e = t * (most + 1) + count
                                 OWN_IDX[e] = col
