@@ -1,0 +1,80 @@
+"""Where the embedding sum's speed limit lies: the cache level the table sits in.
+
+Usage::
+
+    python benchmarks/memory_wall.py
+
+The Zipf workload of ``transform.py`` (float32, dim 64, one thread) with its
+column indices folded into the first ``n`` rows of the table, for ``n`` from
+a table that fits in L1 to the full 64 MB one: sparsebed and torch's
+``embedding_bag`` side by side, medians of several runs in G (non-zeros x
+dimension) per second. When both fall together as the table leaves the
+cache, the limit is the memory system, not either kernel. Writes
+``benchmarks/results/memory_wall.json``.
+"""
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import machine, median_time, save_results  # noqa: E402
+from transform import zipf_csr  # noqa: E402
+
+import sparsebed  # noqa: E402
+
+try:
+    import torch
+except ImportError:  # the peers are optional: pip install "sparsebed[bench]"
+    torch = None
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DIM = 64
+
+
+def rates(X, W):
+    """G (nnz x dim)/s of sparsebed and of torch (if installed) on ``X @ W``."""
+    work = X.nnz * W.shape[1] / 1e9
+    out = {"sparsebed": work / median_time(lambda: sparsebed.embedding_sum(X, W), 7)}
+    if torch is not None:
+        indices, weight, offsets, values = (
+            torch.from_numpy(a)
+            for a in (X.indices.astype(np.int64), W, X.indptr.astype(np.int64), X.data)
+        )
+
+        def run_torch():
+            with torch.no_grad():
+                torch.nn.functional.embedding_bag(
+                    indices, weight, offsets, mode="sum",
+                    per_sample_weights=values, include_last_offset=True,
+                )  # fmt: skip
+
+        out["torch"] = work / median_time(run_torch, 7)
+    return out
+
+
+def main():
+    X = zipf_csr().astype(np.float32)
+    W = np.random.default_rng(1).standard_normal((X.shape[1], DIM)).astype(np.float32)
+    if torch is not None:
+        torch.set_num_threads(1)
+    print(f"machine: {machine()}; float32, dim {DIM}, one thread\n")
+    rows = []
+    for n_rows in (256, 4096, 16384, 65536, 131072, X.shape[1]):
+        Xn = X.copy()
+        Xn.indices = Xn.indices % n_rows
+        row = {"table_rows": n_rows, "table_mb": n_rows * DIM * 4 / 2**20, **rates(Xn, W)}
+        rows.append(row)
+        line = f"table {row['table_mb']:7.2f} MB: sparsebed {row['sparsebed']:6.2f} G/s"
+        if "torch" in row:
+            line += f", torch {row['torch']:6.2f} ({row['sparsebed'] / row['torch']:.2f}x)"
+        print(line, flush=True)
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    save_results(
+        os.path.join(HERE, "results", "memory_wall.json"),
+        {"machine": machine(), "torch": torch.__version__ if torch else None, "rows": rows},
+    )
+
+
+if __name__ == "__main__":
+    main()
