@@ -19,14 +19,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import machine, median_time, save_results  # noqa: E402
-from transform import zipf_csr  # noqa: E402
+from transform import torch, torch_rate, zipf_csr  # noqa: E402
 
 import sparsebed  # noqa: E402
-
-try:
-    import torch
-except ImportError:  # the peers are optional: pip install "sparsebed[bench]"
-    torch = None
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DIM = 64
@@ -37,19 +32,7 @@ def rates(X, W):
     work = X.nnz * W.shape[1] / 1e9
     out = {"sparsebed": work / median_time(lambda: sparsebed.embedding_sum(X, W), 7)}
     if torch is not None:
-        indices, weight, offsets, values = (
-            torch.from_numpy(a)
-            for a in (X.indices.astype(np.int64), W, X.indptr.astype(np.int64), X.data)
-        )
-
-        def run_torch():
-            with torch.no_grad():
-                torch.nn.functional.embedding_bag(
-                    indices, weight, offsets, mode="sum",
-                    per_sample_weights=values, include_last_offset=True,
-                )  # fmt: skip
-
-        out["torch"] = work / median_time(run_torch, 7)
+        out["torch"] = torch_rate(X, W, 7)
     return out
 
 

@@ -54,6 +54,22 @@ def debian_tfidf(path):
     return TfidfVectorizer(sublinear_tf=True, min_df=2, dtype=np.float32).fit_transform(texts)
 
 
+def torch_rate(X, W, repeat):
+    """G (nnz x dim)/s of torch's embedding_bag computing ``X @ W`` (sum, weighted)."""
+    indices, weight, offsets, values = (
+        torch.from_numpy(a) for a in (X.indices.astype(np.int64), W, X.indptr.astype(np.int64), X.data)
+    )
+
+    def run_torch():
+        with torch.no_grad():
+            torch.nn.functional.embedding_bag(
+                indices, weight, offsets, mode="sum",
+                per_sample_weights=values, include_last_offset=True,
+            )  # fmt: skip
+
+    return X.nnz * W.shape[1] / 1e9 / median_time(run_torch, repeat)
+
+
 def measure(X, dim, dtype, threads, repeat):
     """G (nnz x dim)/s of each method, and sparsebed's extra memory beyond its output."""
     rng = np.random.default_rng(1)
@@ -76,19 +92,7 @@ def measure(X, dim, dtype, threads, repeat):
     if threads == 1:
         result["scipy"] = work / median_time(lambda: X @ W, max(2, repeat // 2))
     if torch is not None:
-        weight = torch.from_numpy(W)
-        indices = torch.from_numpy(X.indices.astype(np.int64))
-        offsets = torch.from_numpy(X.indptr.astype(np.int64))
-        weights = torch.from_numpy(X.data)
-
-        def run_torch():
-            with torch.no_grad():
-                torch.nn.functional.embedding_bag(
-                    indices, weight, offsets, mode="sum",
-                    per_sample_weights=weights, include_last_offset=True,
-                )  # fmt: skip
-
-        result["torch"] = work / median_time(run_torch, repeat)
+        result["torch"] = torch_rate(X, W, repeat)
     return result
 
 
