@@ -786,8 +786,7 @@ def sgd_epoch_batched(
                     OFF[s + 1] = OFF[s] + n
 
                 # 1. gradients of every sample at the parameters of the batch's start
-                # (each written to its own slot, so any thread may take any sample:
-                # dynamic scheduling balances rows of different lengths)
+                # (each written to its own slot, so any thread may take any sample)
                 for s in prange(nb, schedule="static", num_threads=n_threads):
                     i = order[b0 + s]
                     n = OFF[s + 1] - OFF[s]
