@@ -62,7 +62,7 @@ Speed
     widest one the CPU supports is chosen at import (``simd_isa``). This file
     owns the loops over rows and samples, the threads and the loss.
 """
-from cython.parallel cimport parallel, prange
+from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport exp, fmin, log, log1p
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free, malloc
@@ -71,6 +71,12 @@ from libc.string cimport memset
 cdef extern from "_openmp.h":
     int SPARSEBED_OPENMP
     int omp_get_max_threads() noexcept nogil
+    int omp_get_num_threads() noexcept nogil
+    ctypedef struct sb_barrier:
+        int arrived
+        int sense
+        int sleepers
+    void sb_barrier_wait(sb_barrier *b, int n, int *sense) noexcept nogil
 
 cdef extern from *:
     int SPARSEBED_BOUNDSCHECK  # set by setup.py: 1 in a SPARSEBED_DEBUG=1 build
@@ -711,8 +717,9 @@ def sgd_epoch_batched(
     order of the samples (threads share the rows of ``W`` and of ``coef``,
     each row owned by one thread). No two threads ever write one number, and
     every sum is taken in a fixed order, so the result is the same bit for bit
-    run after run and for any ``n_threads``. Returns ``(loss, clock,
-    bad_row)`` as :func:`sgd_epoch` does.
+    run after run and for any ``n_threads``. The threads stay in one parallel
+    region for the whole pass and meet at two barriers per batch. Returns
+    ``(loss, clock, bad_row)`` as :func:`sgd_epoch` does.
     """
     cdef Py_ssize_t n_steps = order.shape[0]
     cdef Py_ssize_t n_features = W.shape[0]
@@ -725,84 +732,98 @@ def sgd_epoch_batched(
     # Rows of W are owned by the first R threads, R the largest power of two
     # <= T, so that the owner of a row is a mask of its index, not a division.
     cdef Py_ssize_t R = 1
-    cdef Py_ssize_t batch, b0, nb, s, t, c, k, e, i, n, start, end, most = 0, count
+    cdef Py_ssize_t batch, b0, nb, s, t, c, k, own, i, n, start, count
+    cdef Py_ssize_t *off
     cdef index_t col
-    cdef double scale, lr, w, loss, now, after, total, head_decay
+    cdef double scale, lr, total, now, after, head_decay
     cdef double lr_slope = (lr_end - lr_begin) / n_steps if n_steps > 0 else 0.0
-    cdef double loss_sum = 0.0
     cdef bint lazy = alpha > 0.0 and update_embeddings
-    cdef Py_ssize_t bad_row = -1
+    cdef Py_ssize_t bad_pos = n_steps
     cdef const data_t *data_ptr = &data[0] if nnz > 0 else NULL
     cdef const index_t *indices_ptr = &indices[0] if nnz > 0 else NULL
     cdef real_t *W_ptr = &W[0, 0] if n_features > 0 else NULL
-
-    _check_sgd_args(data, indices, indptr, y, sample_weight, order, W, coef, intercept, stamp)
+    # The most entries one batch can hold.
+    cdef Py_ssize_t most = min(
+        B * _check_sgd_args(data, indices, indptr, y, sample_weight, order, W, coef, intercept, stamp),
+        nnz,
+    )
     while R * 2 <= T:
         R = R * 2
-    # The most entries in one batch (malformed rows count 0).
-    for batch in range(n_batches):
-        total = 0
-        for s in range(batch * B, min(batch * B + B, n_steps)):
-            i = order[s]
-            if 0 <= indptr[i] <= indptr[i + 1] <= nnz:
-                total += indptr[i + 1] - indptr[i]
-        most = max(most, <Py_ssize_t> total)
 
     # Per sample of a batch: embedding, gradient of the embedding, lr * gradient
-    # of the logits, loss, where its entries start; per entry: value, then step.
+    # of the logits, loss, entries (0 for a malformed row); per entry: value,
+    # then step; the decay owed, then its exp.
     cdef real_t *H = <real_t *> malloc(B * d * sizeof(real_t))
     cdef real_t *DH = <real_t *> malloc(B * d * sizeof(real_t))
     cdef double *G = <double *> malloc(B * n_out * sizeof(double))
     cdef double *LOSS = <double *> malloc(B * sizeof(double))
-    cdef Py_ssize_t *OFF = <Py_ssize_t *> malloc((B + 1) * sizeof(Py_ssize_t))
+    cdef Py_ssize_t *N = <Py_ssize_t *> malloc(B * sizeof(Py_ssize_t))
     cdef real_t *VALS = <real_t *> malloc((most + 1) * sizeof(real_t))
-    cdef double *OWED = <double *> malloc((most + 1) * sizeof(double))  # then exp(owed)
-    # Per thread: the batch's entries whose row of W it owns, in batch order.
+    cdef double *OWED = <double *> malloc((most + 1) * sizeof(double))
+    # Per thread: where each sample's entries start (every thread works out its
+    # own copy, so no barrier waits for it), the first malformed position it
+    # met, and the batch's entries whose row of W it owns, in batch order.
+    cdef Py_ssize_t *OFF = <Py_ssize_t *> malloc(T * (B + 1) * sizeof(Py_ssize_t))
+    cdef Py_ssize_t *BAD = <Py_ssize_t *> malloc(T * sizeof(Py_ssize_t))
     cdef index_t *OWN_IDX = <index_t *> malloc(T * (most + 1) * sizeof(index_t))
     cdef real_t *OWN_DECAY = <real_t *> malloc(T * (most + 1) * sizeof(real_t))
     cdef real_t *OWN_STEP = <real_t *> malloc(T * (most + 1) * sizeof(real_t))
     cdef Py_ssize_t *OWN_ROW = <Py_ssize_t *> malloc(T * (most + 1) * sizeof(Py_ssize_t))
     cdef double *OWN_OWED = <double *> malloc(T * (most + 1) * sizeof(double))
+    cdef double loss_sum[1]  # summed by thread 0, in sample order
+    cdef sb_barrier barrier
+    cdef int me, team, sense
+    barrier.arrived = 0
+    barrier.sense = 0
+    barrier.sleepers = 0
+    loss_sum[0] = 0.0
     try:
-        if (H == NULL or DH == NULL or G == NULL or LOSS == NULL or OFF == NULL or VALS == NULL
-                or OWED == NULL or OWN_IDX == NULL or OWN_DECAY == NULL or OWN_STEP == NULL
-                or OWN_ROW == NULL or OWN_OWED == NULL):
+        if (H == NULL or DH == NULL or G == NULL or LOSS == NULL or N == NULL or VALS == NULL
+                or OWED == NULL or OFF == NULL or BAD == NULL or OWN_IDX == NULL
+                or OWN_DECAY == NULL or OWN_STEP == NULL or OWN_ROW == NULL or OWN_OWED == NULL):
             raise MemoryError("could not allocate the mini-batch buffers")
-        with nogil:
+        for t in range(T):
+            BAD[t] = n_steps
+        with nogil, parallel(num_threads=n_threads):
+            me = threadid()
+            team = omp_get_num_threads()
+            sense = 0
+            off = OFF + me * (B + 1)
             for batch in range(n_batches):
                 b0 = batch * B
                 nb = min(B, n_steps - b0)
                 now = _clock(alpha, lr_begin, lr_slope, b0)
                 after = _clock(alpha, lr_begin, lr_slope, b0 + nb)
-                # 0. where each sample's entries go; malformed rows are skipped
-                OFF[0] = 0
+                # 0. where each sample's entries go (a row with a bad extent has none)
+                off[0] = 0
                 for s in range(nb):
                     i = order[b0 + s]
-                    n = 0
-                    if _row_ok(indices_ptr, indptr[i], indptr[i + 1], nnz, n_features):
-                        n = indptr[i + 1] - indptr[i]
-                    elif bad_row < 0:
-                        bad_row = i
-                    OFF[s + 1] = OFF[s] + n
+                    off[s + 1] = off[s]
+                    if 0 <= indptr[i] <= indptr[i + 1] <= nnz:
+                        off[s + 1] = off[s] + indptr[i + 1] - indptr[i]
 
                 # 1. gradients of every sample at the parameters of the batch's start
                 # (each written to its own slot, so any thread may take any sample)
-                for s in prange(nb, schedule="static", num_threads=n_threads):
+                for s in range(me * nb // team, (me + 1) * nb // team):
                     i = order[b0 + s]
-                    n = OFF[s + 1] - OFF[s]
                     start = indptr[i]
+                    n = off[s + 1] - off[s]
+                    if not _row_ok(indices_ptr, start, start + n, nnz, n_features):
+                        BAD[me] = min(BAD[me], b0 + s)
+                        n = 0
+                    N[s] = n
                     lr = lr_begin + lr_slope * (b0 + s)
                     scale = _row_scale(combiner, data_ptr, start, start + n)
                     if lazy:
                         for k in range(n):
-                            OWED[OFF[s] + k] = fmin(0.0, now - stamp[indices_ptr[start + k]])
-                        sb_exp_neg(OWED + OFF[s], n)
+                            OWED[off[s] + k] = fmin(0.0, now - stamp[indices_ptr[start + k]])
+                        sb_exp_neg(OWED + off[s], n)
                         for k in range(n):
-                            VALS[OFF[s] + k] = <real_t> (data_ptr[start + k] * scale * OWED[OFF[s] + k])
+                            VALS[off[s] + k] = <real_t> (data_ptr[start + k] * scale * OWED[off[s] + k])
                     else:
                         for k in range(n):
-                            VALS[OFF[s] + k] = <real_t> (data_ptr[start + k] * scale)
-                    _bag_values(W_ptr, d, indices_ptr + start, VALS + OFF[s], n, H + s * d)
+                            VALS[off[s] + k] = <real_t> (data_ptr[start + k] * scale)
+                    _bag_values(W_ptr, d, indices_ptr + start, VALS + off[s], n, H + s * d)
                     _gemv(&coef[0, 0], &intercept[0], n_out, d, H + s * d, G + s * n_out)
                     LOSS[s] = sample_weight[i] * _loss_grad(
                         G + s * n_out, n_out, y[i], sample_weight[i]
@@ -811,12 +832,17 @@ def sgd_epoch_batched(
                     for c in range(n_out):
                         G[s * n_out + c] = lr * G[s * n_out + c]
                     for k in range(n):
-                        VALS[OFF[s] + k] = <real_t> (lr * scale * data_ptr[start + k])
+                        VALS[off[s] + k] = <real_t> (lr * scale * data_ptr[start + k])
+                sb_barrier_wait(&barrier, team, &sense)
 
-                # 2. the steps, in sample order; thread t owns the rows c of coef
+                # 2. the steps, in sample order; task t owns the rows c of coef
                 # that are t modulo T, and the rows of W that are t modulo R
                 head_decay = exp(after - now)
-                for t in prange(T, schedule="static", chunksize=1, num_threads=n_threads):
+                if me == 0:
+                    for s in range(nb):
+                        loss_sum[0] = loss_sum[0] + LOSS[s]
+                t = me
+                while t < T:
                     c = t
                     while c < n_out:
                         _combine(&coef[c, 0], d, head_decay, G + c, n_out, nb, H)
@@ -827,40 +853,43 @@ def sgd_epoch_batched(
                         c = c + T
                     if update_embeddings and t < R:
                         count = 0
+                        own = t * (most + 1)
                         for s in range(nb):
                             start = indptr[order[b0 + s]]
-                            for k in range(OFF[s + 1] - OFF[s]):
+                            for k in range(N[s]):
                                 col = indices_ptr[start + k]
                                 if (col & (R - 1)) != t:
                                     continue
-                                e = t * (most + 1) + count
-                                OWN_IDX[e] = col
-                                OWN_STEP[e] = VALS[OFF[s] + k]
-                                OWN_ROW[e] = s
+                                OWN_IDX[own + count] = col
+                                OWN_STEP[own + count] = VALS[off[s] + k]
+                                OWN_ROW[own + count] = s
                                 if lazy:  # the row's decay owed up to the batch's end, once
-                                    OWN_OWED[e] = fmin(0.0, after - stamp[col])
+                                    OWN_OWED[own + count] = fmin(0.0, after - stamp[col])
                                     stamp[col] = fmin(stamp[col], after)
                                 count = count + 1
-                        e = t * (most + 1)
                         if lazy:
-                            sb_exp_neg(OWN_OWED + e, count)
+                            sb_exp_neg(OWN_OWED + own, count)
                             for k in range(count):
-                                OWN_DECAY[e + k] = <real_t> OWN_OWED[e + k]
-                        _scatter(W_ptr, d, OWN_IDX + e, OWN_DECAY + e if lazy else NULL,
-                                 OWN_STEP + e, count, DH, OWN_ROW + e)
-                for s in range(nb):
-                    loss_sum += LOSS[s]
+                                OWN_DECAY[own + k] = <real_t> OWN_OWED[own + k]
+                        _scatter(W_ptr, d, OWN_IDX + own, OWN_DECAY + own if lazy else NULL,
+                                 OWN_STEP + own, count, DH, OWN_ROW + own)
+                    t = t + team
+                sb_barrier_wait(&barrier, team, &sense)
+        for t in range(T):
+            bad_pos = min(bad_pos, BAD[t])
     finally:
         free(H)
         free(DH)
         free(G)
         free(LOSS)
-        free(OFF)
+        free(N)
         free(VALS)
+        free(OWED)
+        free(OFF)
+        free(BAD)
         free(OWN_IDX)
         free(OWN_DECAY)
         free(OWN_STEP)
         free(OWN_ROW)
-        free(OWED)
         free(OWN_OWED)
-    return loss_sum, _clock(alpha, lr_begin, lr_slope, n_steps), bad_row
+    return loss_sum[0], _clock(alpha, lr_begin, lr_slope, n_steps), order[bad_pos] if bad_pos < n_steps else -1

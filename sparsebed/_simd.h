@@ -204,6 +204,21 @@ static inline void sb_prefetch_bytes(const void *p, ptrdiff_t n) {
         for (b = 0; b < (NV); b++) ((vec *)(dh + j))[b] = acc[b];                  \
     }
 
+/* row = row * f - sum_s a[s] X[s] on a strip of NV vectors of columns at j,
+ * the strip of row held in registers across the samples. */
+#define SB_COMBINE_STRIPS(NV)                                                      \
+    for (; j + (NV) * L <= d; j += (NV) * L) {                                     \
+        vec acc[NV];                                                               \
+        ptrdiff_t b;                                                               \
+        for (b = 0; b < (NV); b++) acc[b] = ((const vec *)(row + j))[b] * f;       \
+        for (s = 0; s < n; s++) {                                                  \
+            const vec *x = (const vec *)(X + s * d + j);                           \
+            const real as = (real)a[s * a_stride];                                 \
+            for (b = 0; b < (NV); b++) acc[b] -= as * x[b];                        \
+        }                                                                          \
+        for (b = 0; b < (NV); b++) ((vec *)(row + j))[b] = acc[b];                 \
+    }
+
 #if SB_VECTOR_EXT
 #define SB_VEC_TYPES(REAL, VB)                                                     \
     typedef REAL real;                                                             \
@@ -301,17 +316,17 @@ ATTR static void sb_gemv_t_##ISA##_##RN(const REAL *coef, ptrdiff_t n_out,      
 ATTR static void sb_combine_##ISA##_##RN(REAL *row, ptrdiff_t d, double decay,    \
         const double *a, ptrdiff_t a_stride, ptrdiff_t n, const REAL *X) {         \
     SB_VEC_TYPES(REAL, VB)                                                         \
-    ptrdiff_t s, j;                                                                \
+    ptrdiff_t s, j = 0;                                                            \
     const real f = (real)decay;                                                    \
     (void)zero;                                                                    \
-    for (j = 0; j + L <= d; j += L) *(vec *)(row + j) = *(vec *)(row + j) * f;    \
-    for (; j < d; j++) row[j] = row[j] * f;                                        \
-    for (s = 0; s < n; s++) {                                                      \
-        const real as = (real)a[s * a_stride];                                     \
-        const REAL *x = X + s * d;                                                 \
-        for (j = 0; j + L <= d; j += L)                                            \
-            *(vec *)(row + j) -= as * *(const vec *)(x + j);                       \
-        for (; j < d; j++) row[j] -= as * x[j];                                    \
+    SB_COMBINE_STRIPS(8)                                                           \
+    SB_COMBINE_STRIPS(4)                                                           \
+    SB_COMBINE_STRIPS(2)                                                           \
+    SB_COMBINE_STRIPS(1)                                                           \
+    for (; j < d; j++) {                                                           \
+        real r = row[j] * f;                                                       \
+        for (s = 0; s < n; s++) r -= (real)a[s * a_stride] * X[s * d + j];         \
+        row[j] = r;                                                                \
     }                                                                              \
 }                                                                                  \
 ATTR static void sb_head_##ISA##_##RN(REAL *coef, ptrdiff_t n_out, ptrdiff_t d,   \

@@ -58,15 +58,18 @@ def test_batch_of_one_is_sequential_sgd():
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
 
 
-def test_batched_pass_skips_malformed_rows():
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_batched_pass_skips_malformed_rows_and_reports_the_first(n_threads):
     X, y, sw, order, rng = problem(3)
     X.indices[X.indptr[5]] = 10**6
+    X.indices[X.indptr[40]] = -1
+    first = 5 if list(order).index(5) < list(order).index(40) else 40
     W = rng.standard_normal((X.shape[1], 4))
     params = [W.copy(), np.zeros((3, 4)), np.zeros(3), np.zeros(X.shape[1])]
     _, _, bad = _kernels.sgd_epoch_batched(
-        X.data, X.indices, X.indptr, y, sw, order, *params, 0, 0.3, 0.1, 0.0, True, 8, 2
+        X.data, X.indices, X.indptr, y, sw, order, *params, 0, 0.3, 0.1, 0.0, True, 8, n_threads
     )
-    assert bad == 5
+    assert bad == first
     assert np.isfinite(params[0]).all()
 
 
