@@ -11,13 +11,13 @@ static inline int omp_get_max_threads(void) { return 1; }
 static inline int omp_get_num_threads(void) { return 1; }
 #endif
 
-/* A barrier for the n threads of one parallel region, met thousands of
- * times a second. A waiting thread spins briefly (the others are usually
- * microseconds behind), then gives its CPU away between checks: a thread
- * that another process has preempted is then let back onto a core instead
- * of being kept off it by its own team spinning. Each thread keeps its own
- * `sense`, 0 at the start. Without GCC atomics and sched_yield it is
- * OpenMP's own barrier. */
+/* A barrier for the n threads of one parallel region, met thousands of times
+ * a second by the deterministic SGD pass. A waiting thread spins for up to
+ * SB_BARRIER_SPIN_NS (the others are usually microseconds behind), then
+ * sleeps on a futex until the last thread arrives: a thread that another
+ * process has preempted then gets a core back instead of waiting behind its
+ * own team's spinning. Each thread keeps its own `sense`, 0 at the start.
+ * Off Linux (or without GCC atomics) it is OpenMP's own barrier. */
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__linux__) && defined(_OPENMP)
 #include <limits.h>
 #include <linux/futex.h>
