@@ -89,7 +89,7 @@ cdef extern from "_simd.h" nogil:
     void sb_init()
     int sb_set_isa(int isa)
     int sb_isa_supported(int isa)
-    void SB_PREFETCH(const void *p)
+    void sb_prefetch(const void *p)
     void sb_prefetch_bytes(const void *p, Py_ssize_t n)
     void sb_exp_neg(double *x, Py_ssize_t n)
     double sb_scale_f32(int combiner, const float *data, Py_ssize_t start, Py_ssize_t end)
@@ -356,9 +356,9 @@ cdef inline void _prefetch_sample(
     cdef size_t col
     if p + 3 < n_steps:
         i = order[p + 3]
-        SB_PREFETCH(&indptr[i])
-        SB_PREFETCH(&sample_weight[i])
-        SB_PREFETCH(&y[i])
+        sb_prefetch(&indptr[i])
+        sb_prefetch(&sample_weight[i])
+        sb_prefetch(&y[i])
     if p + 2 < n_steps:
         i = order[p + 2]
         start = indptr[i]
@@ -376,7 +376,7 @@ cdef inline void _prefetch_sample(
                 if col < <size_t> n_features:
                     sb_prefetch_bytes(W + col * d, d * sizeof(real_t))
                     if stamp != NULL:
-                        SB_PREFETCH(&stamp[col])
+                        sb_prefetch(&stamp[col])
 
 
 cdef inline double _clock(double alpha, double lr_begin, double lr_slope, Py_ssize_t p) noexcept nogil:

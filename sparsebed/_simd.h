@@ -116,12 +116,28 @@ static inline int sb_row_ok_##IN(const INDEX *indices, ptrdiff_t start,         
 SB_DEFINE_ROW_OK(i32, int32_t)
 SB_DEFINE_ROW_OK(i64, int64_t)
 
+/* GCC takes __builtin_prefetch for a const builtin: a function whose only
+ * effect is to prefetch counts as const, and a call to it is deleted,
+ * prefetches and all. An empty volatile asm gives such a function an effect. */
+#if SB_VECTOR_EXT
+#define SB_KEEP() __asm__ __volatile__("")
+#else
+#define SB_KEEP() ((void)0)
+#endif
+
+/* Prefetch the cache line of p (for the kernels' loops over samples). */
+static inline void sb_prefetch(const void *p) {
+    SB_PREFETCH(p);
+    SB_KEEP();
+}
+
 /* Prefetch the bytes [p, p + n): the arrays of a sample a few steps ahead. */
 static inline void sb_prefetch_bytes(const void *p, ptrdiff_t n) {
     const char *c = (const char *)p;
     ptrdiff_t b;
     for (b = 0; b < n; b += 64) SB_PREFETCH(c + b);
     if (n > 0) SB_PREFETCH(c + n - 1);
+    SB_KEEP();
 }
 
 /* ---------------------------------------------------------- column strips */
