@@ -805,6 +805,10 @@ def sgd_epoch_batched(
                 # 1. gradients of every sample at the parameters of the batch's start
                 # (each written to its own slot, so any thread may take any sample)
                 for s in range(me * nb // team, (me + 1) * nb // team):
+                    _prefetch_sample(
+                        order, b0 + s, &indptr[0], data_ptr, indices_ptr, &y[0], &sample_weight[0],
+                        nnz, W_ptr, n_features, d, &stamp[0] if lazy else NULL,
+                    )
                     i = order[b0 + s]
                     start = indptr[i]
                     n = off[s + 1] - off[s]
