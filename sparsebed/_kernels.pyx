@@ -45,8 +45,12 @@ sgd_epoch (training)
     ``CHUNK`` positions so that all threads are near the same step; each
     thread owns its scratch ``h, dh, z``. A row whose stamp another thread
     has moved past this thread's clock is taken as settled (the decay factor
-    is capped at 1), so races can delay decay but never inflate a row. ``W``, ``coef`` and ``intercept`` are shared and
-    updated without locks (Hogwild!, as fastText and LightFM do). With one
+    is capped at 1), so races can delay decay but never inflate a row.
+    ``W``, ``coef`` and ``intercept`` are shared and updated without locks
+    (Hogwild!, as fastText and LightFM do). With several threads each one
+    queues the head steps (4) of its last ``HEAD_QUEUE`` samples and applies
+    them together, so that the head, which every step reads and writes, moves
+    between the cores once per queue instead of once per sample. With one
     thread the pass is sequential and bit-for-bit reproducible.
 
 Safety
@@ -176,6 +180,10 @@ cdef enum:
     # `order`, so that at any moment they are at nearly the same step: the
     # step size and the decay clock then mean the same to all of them.
     CHUNK = 64
+    # With several threads, each one queues the head steps of its last
+    # HEAD_QUEUE samples and applies them together: the head, read and written
+    # by every step, then moves between the cores once per queue, not per sample.
+    HEAD_QUEUE = 8
     # Rows of the forward kernel handed to one call of the C loop.
     ROW_BLOCK = 64
 
@@ -328,6 +336,25 @@ cdef inline void _head(
         sb_head_f32(coef, n_out, d, g, lr, decay, h, dh)
     else:
         sb_head_f64(coef, n_out, d, g, lr, decay, h, dh)
+
+
+cdef inline void _apply_head_queue(
+    real_t *coef, real_t *intercept, Py_ssize_t n_out, Py_ssize_t d, const double *steps,
+    const real_t *H, Py_ssize_t n, double log_decay
+) noexcept nogil:
+    """Apply ``n`` queued head steps: ``coef <- coef * exp(log_decay) - steps.T @ H``.
+
+    ``steps`` (n, n_out) holds ``lr * g`` of each queued sample, ``H`` (n, d)
+    its embedding; ``intercept <- intercept - steps.sum(0)``.
+    """
+    cdef Py_ssize_t c, s
+    cdef double decay = exp(log_decay), total
+    for c in range(n_out):
+        _combine(coef + c * d, d, decay, steps + c, n_out, n, H)
+        total = 0.0
+        for s in range(n):
+            total = total + steps[s * n_out + c]
+        intercept[c] = <real_t> (intercept[c] - total)
 
 
 cdef inline bint _all_finite(const real_t *x, Py_ssize_t n) noexcept nogil:
@@ -585,6 +612,11 @@ def sgd_epoch(
     cdef index_t col
     cdef real_t *h
     cdef real_t *dh
+    cdef real_t *H
+    cdef double *steps
+    cdef Py_ssize_t *queued
+    cdef double *queued_log_decay
+    cdef Py_ssize_t queue
     cdef real_t *vals
     cdef real_t *decay
     cdef double *seen
@@ -606,7 +638,13 @@ def sgd_epoch(
     out_of_memory[0] = False
 
     with nogil, parallel(num_threads=n_threads):
-        h = <real_t *> malloc(d * sizeof(real_t))
+        # The head steps of up to `queue` samples wait in H and steps (one
+        # thread applies each step at once: SGD taking the samples one by one).
+        queue = HEAD_QUEUE if omp_get_num_threads() > 1 else 1
+        H = <real_t *> malloc(queue * d * sizeof(real_t))
+        steps = <double *> malloc(queue * n_out * sizeof(double))
+        queued = <Py_ssize_t *> malloc(sizeof(Py_ssize_t))
+        queued_log_decay = <double *> malloc(sizeof(double))
         dh = <real_t *> malloc(d * sizeof(real_t))
         z = <double *> malloc(n_out * sizeof(double))
         # Per entry of one sample: values (then steps), decay factors, stamps.
@@ -614,9 +652,12 @@ def sgd_epoch(
         decay = <real_t *> malloc((longest + 1) * sizeof(real_t))
         seen = <double *> malloc((longest + 1) * sizeof(double))
         owed_exp = <double *> malloc((longest + 1) * sizeof(double))
-        if (h == NULL or dh == NULL or z == NULL or vals == NULL or decay == NULL or seen == NULL
-                or owed_exp == NULL):
+        if (H == NULL or steps == NULL or queued == NULL or queued_log_decay == NULL or dh == NULL
+                or z == NULL or vals == NULL or decay == NULL or seen == NULL or owed_exp == NULL):
             out_of_memory[0] = True
+        else:
+            queued[0] = 0
+            queued_log_decay[0] = 0.0
         for p in prange(n_steps, schedule="static", chunksize=CHUNK):
             if out_of_memory[0]:
                 continue
@@ -638,6 +679,7 @@ def sgd_epoch(
             w = sample_weight[i]
 
             # 1. forward: h = scale * sum_k data[k] * W[indices[k]] (decay owed included)
+            h = H + queued[0] * d
             scale = _row_scale(combiner, data_ptr, start, end)
             if lazy:
                 # decay owed by each row since its stamp; kept for step 5
@@ -659,9 +701,21 @@ def sgd_epoch(
             loss_sum += w * loss
 
             # 3-4. dh = coef.T @ g with coef as it was; then the head step, with its decay
-            _head(&coef[0, 0], n_out, d, z, lr, head_decay, h, dh)
-            for c in range(n_out):
-                intercept[c] = <real_t> (intercept[c] - lr * z[c])
+            if queue == 1:
+                _head(&coef[0, 0], n_out, d, z, lr, head_decay, h, dh)
+                for c in range(n_out):
+                    intercept[c] = <real_t> (intercept[c] - lr * z[c])
+            else:
+                _gemv_t(&coef[0, 0], n_out, d, z, dh)
+                for c in range(n_out):
+                    steps[queued[0] * n_out + c] = lr * z[c]
+                queued_log_decay[0] = queued_log_decay[0] - alpha * lr
+                queued[0] = queued[0] + 1
+                if queued[0] == queue:
+                    _apply_head_queue(&coef[0, 0], &intercept[0], n_out, d, steps, H, queued[0],
+                                      queued_log_decay[0])
+                    queued[0] = 0
+                    queued_log_decay[0] = 0.0
 
             # 5. sparse row step: only the rows this sample names
             if update_embeddings:
@@ -677,7 +731,13 @@ def sgd_epoch(
                             decay[k] = <real_t> exp(fmin(0.0, after - owed))
                         stamp[col] = fmin(owed, after)
                 _scatter(W_ptr, d, indices_ptr + start, decay if lazy else NULL, vals, n, dh, NULL)
-        free(h)
+        if not out_of_memory[0] and queued[0] > 0:
+            _apply_head_queue(&coef[0, 0], &intercept[0], n_out, d, steps, H, queued[0],
+                              queued_log_decay[0])
+        free(H)
+        free(steps)
+        free(queued)
+        free(queued_log_decay)
         free(dh)
         free(z)
         free(vals)

@@ -760,6 +760,35 @@ def test_sgd_epoch_two_threads_learns(n_out, dtype):
     assert np.mean(pred == y) > 0.95
 
 
+@pytest.mark.skipif(_kernels.openmp_max_threads() < 2, reason="needs two OpenMP threads")
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_sgd_epoch_threads_queue_head_steps_and_apply_the_rest_at_the_end(n_out):
+    # With several threads each one queues the head steps of its samples and
+    # applies them together. Five samples all fall in thread 0's first chunk,
+    # so the queue never fills: the steps, all taken at the head of the start
+    # (the table is frozen), are applied once the pass ends, exactly as one
+    # deterministic mini-batch of five takes them.
+    X, y, sw, order, rng = _sgd_problem(n_out)
+    order = order[:5]
+    params = [rng.standard_normal((X.shape[1], 4)), rng.standard_normal((n_out, 4)) * 0.1,
+              rng.standard_normal(n_out) * 0.1]
+    queued = [p.copy() for p in params] + [np.zeros(X.shape[1])]
+    batch = [p.copy() for p in params] + [np.zeros(X.shape[1])]
+    args = (X.data, X.indices, X.indptr, y, sw, order)
+    _kernels.sgd_epoch(*args, *queued, 0, 0.3, 0.2, 0.01, False, 2)
+    _kernels.sgd_epoch_batched(*args, *batch, 0, 0.3, 0.2, 0.01, False, 5, 1)
+    assert not np.allclose(queued[1], params[1])
+    for got, want in zip(queued[:3], batch[:3]):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+
+
+def _sgd_problem(n_out, n=60, n_features=30):
+    rng = np.random.default_rng(7)
+    X = sp.random(n, n_features, density=0.2, format="csr", random_state=7)
+    y = rng.integers(0, max(n_out, 2), n).astype(np.int32)
+    return X, y, rng.uniform(0.5, 2.0, n), rng.permutation(n).astype(np.int64), rng
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_sgd_epoch_one_thread_is_reproducible(dtype):
     results = []
