@@ -76,11 +76,17 @@ cdef extern from "_openmp.h":
     int SPARSEBED_OPENMP
     int omp_get_max_threads() noexcept nogil
     int omp_get_num_threads() noexcept nogil
-    ctypedef struct sb_barrier:
+    ctypedef struct sb_team:
         int arrived
         int sense
         int sleepers
-    void sb_barrier_wait(sb_barrier *b, int n, int *sense) noexcept nogil
+        int next_active
+        int recalled
+        int recall_sense
+        long long recall_batch
+    int sb_barrier_wait(sb_team *b, int n, int *sense) noexcept nogil
+    void sb_sit_out(sb_team *b, int *seen) noexcept nogil
+    void sb_recall(sb_team *b, long long batch) noexcept nogil
 
 cdef extern from *:
     int SPARSEBED_BOUNDSCHECK  # set by setup.py: 1 in a SPARSEBED_DEBUG=1 build
@@ -186,6 +192,14 @@ cdef enum:
     HEAD_QUEUE = 8
     # Rows of the forward kernel handed to one call of the C loop.
     ROW_BLOCK = 64
+    # The deterministic pass's team: when LATE_LIMIT of the barriers in a
+    # window of LATE_WINDOW batches had a thread come late (another process
+    # holding its core), the first thread works alone for SOLO_MIN batches,
+    # twice as many each time the team is late again at once, up to SOLO_MAX.
+    LATE_WINDOW = 64
+    LATE_LIMIT = 4
+    SOLO_MIN = 1024
+    SOLO_MAX = 65536
 
 COMBINERS = {"sum": SB_SUM, "mean": SB_MEAN, "sqrtn": SB_SQRTN}
 OPENMP_ENABLED = bool(SPARSEBED_OPENMP)
@@ -831,11 +845,12 @@ def sgd_epoch_batched(
     cdef Py_ssize_t *OWN_ROW = <Py_ssize_t *> malloc(T * (most + 1) * sizeof(Py_ssize_t))
     cdef double *OWN_OWED = <double *> malloc(T * (most + 1) * sizeof(double))
     cdef double loss_sum[1]  # summed by thread 0, in sample order
-    cdef sb_barrier barrier
-    cdef int me, team, sense
-    barrier.arrived = 0
-    barrier.sense = 0
-    barrier.sleepers = 0
+    cdef sb_team tm
+    cdef int me, team, sense, seen, active, late, window_left
+    cdef Py_ssize_t solo_left, solo_len
+    tm.arrived = tm.sense = tm.sleepers = tm.recalled = tm.recall_sense = 0
+    tm.next_active = T
+    tm.recall_batch = 0
     loss_sum[0] = 0.0
     try:
         if (H == NULL or DH == NULL or G == NULL or LOSS == NULL or N == NULL or VALS == NULL
@@ -847,9 +862,28 @@ def sgd_epoch_batched(
         with nogil, parallel(num_threads=n_threads):
             me = threadid()
             team = omp_get_num_threads()
-            sense = 0
+            active = team  # threads taking part in this batch: all, or the first alone
+            sense = seen = late = 0
+            window_left = LATE_WINDOW
+            solo_left = 0
+            solo_len = SOLO_MIN
             off = OFF + me * (B + 1)
-            for batch in range(n_batches):
+            batch = 0
+            while batch < n_batches:
+                if me >= active:  # sit out until the first thread calls
+                    sb_sit_out(&tm, &seen)
+                    batch = tm.recall_batch
+                    active = team
+                    sense = tm.recall_sense
+                    continue
+                if active < team:
+                    if solo_left == 0:
+                        sb_recall(&tm, batch)
+                        active = team
+                        late = 0
+                        window_left = LATE_WINDOW
+                    else:
+                        solo_left = solo_left - 1
                 b0 = batch * B
                 nb = min(B, n_steps - b0)
                 now = _clock(alpha, lr_begin, lr_slope, b0)
@@ -864,7 +898,7 @@ def sgd_epoch_batched(
 
                 # 1. gradients of every sample at the parameters of the batch's start
                 # (each written to its own slot, so any thread may take any sample)
-                for s in range(me * nb // team, (me + 1) * nb // team):
+                for s in range(me * nb // active, (me + 1) * nb // active):
                     _prefetch_sample(
                         order, b0 + s, &indptr[0], data_ptr, indices_ptr, &y[0], &sample_weight[0],
                         nnz, W_ptr, n_features, d, &stamp[0] if lazy else NULL,
@@ -897,7 +931,7 @@ def sgd_epoch_batched(
                         G[s * n_out + c] = lr * G[s * n_out + c]
                     for k in range(n):
                         VALS[off[s] + k] = <real_t> (lr * scale * data_ptr[start + k])
-                sb_barrier_wait(&barrier, team, &sense)
+                late = late + sb_barrier_wait(&tm, active, &sense)
 
                 # 2. the steps, in sample order; task t owns the rows c of coef
                 # that are t modulo T, and the rows of W that are t modulo R
@@ -937,8 +971,27 @@ def sgd_epoch_batched(
                                 OWN_DECAY[own + k] = <real_t> OWN_OWED[own + k]
                         _scatter(W_ptr, d, OWN_IDX + own, OWN_DECAY + own if lazy else NULL,
                                  OWN_STEP + own, count, DH, OWN_ROW + own)
-                    t = t + team
-                sb_barrier_wait(&barrier, team, &sense)
+                    t = t + active
+                if me == 0 and active == team:
+                    # the team of the next batch, read by all after the barrier
+                    tm.next_active = team
+                    window_left = window_left - 1
+                    if late >= LATE_LIMIT and team > 1:
+                        tm.next_active = 1
+                        solo_left = solo_len
+                        solo_len = min(2 * solo_len, SOLO_MAX)
+                        late = 0
+                        window_left = LATE_WINDOW
+                    elif window_left == 0:
+                        solo_len = SOLO_MIN
+                        late = 0
+                        window_left = LATE_WINDOW
+                late = late + sb_barrier_wait(&tm, active, &sense)
+                if active == team:
+                    active = tm.next_active
+                batch = batch + 1
+            if me == 0 and active < team:  # the others exit with the pass done
+                sb_recall(&tm, n_batches)
         for t in range(T):
             bad_pos = min(bad_pos, BAD[t])
     finally:

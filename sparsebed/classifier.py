@@ -114,10 +114,11 @@ class EmbeddingClassifier(EmbeddingTableMixin, ClassifierMixin, BaseEstimator):
         batch's start and whose steps they then apply in the order of the
         samples, each thread owning a share of the rows. A fit with a fixed
         ``random_state`` then gives the same model bit for bit, run after run
-        and for every ``n_jobs``. Its threads meet twice per batch, so a
-        thread that the system pauses holds up the others: it is close to the
-        lock-free speed when the threads have the cores to themselves, and
-        slows down when other busy processes share them.
+        and for every ``n_jobs``. Its threads meet twice per batch: close to
+        the lock-free speed when they have the cores to themselves. When
+        threads keep arriving late (another busy process holding their
+        cores), the first thread works on alone for a while, which changes
+        no result.
     warm_start : bool, default=False
         Start ``fit`` from the current table and head instead of a new one.
     dtype : {np.float32, np.float64}, default=np.float32

@@ -45,6 +45,24 @@ def test_batched_pass_matches_reference_for_any_thread_count(n_out, combiner, al
             assert np.array_equal(got, want)
 
 
+def test_batched_pass_is_identical_when_the_team_shrinks_and_regrows():
+    # Long enough (6,000 batches) for the first thread to send the others to
+    # sit out and call them back several times when they come late (every
+    # wait counts as late in the debug build CI runs): the result must not move.
+    X, y, sw, order, rng = problem(3, n=6000, n_features=300)
+    W = rng.standard_normal((X.shape[1], 8))
+    results = []
+    for n_threads in (1, 2, 2, 3):
+        params = [W.copy(), np.zeros((3, 8)), np.zeros(3), np.zeros(X.shape[1])]
+        _kernels.sgd_epoch_batched(
+            X.data, X.indices, X.indptr, y, sw, order, *params, 0, 0.3, 0.1, 1e-3, True, 1, n_threads
+        )
+        results.append(params)
+    for other in results[1:]:
+        for got, want in zip(other, results[0]):
+            assert np.array_equal(got, want)
+
+
 def test_batch_of_one_is_sequential_sgd():
     X, y, sw, order, rng = problem(3)
     W = rng.standard_normal((X.shape[1], 5))
