@@ -227,8 +227,6 @@ def embedding_sum(X, W, *, combiner="sum", n_jobs=None):
     array([[2.6666667, 3.6666667],
            [0.       , 0.       ]], dtype=float32)
     """
-    if combiner not in COMBINERS:
-        raise ValueError(f"combiner must be one of {COMBINERS}, got {combiner!r}.")
     W = check_vectors(W, "W", finite=False)
     check_structure(X)
     # X and W are checked for NaN and infinity through the result, whose
