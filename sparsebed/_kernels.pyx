@@ -792,8 +792,11 @@ def sgd_epoch_batched(
     each row owned by one thread). No two threads ever write one number, and
     every sum is taken in a fixed order, so the result is the same bit for bit
     run after run and for any ``n_threads``. The threads stay in one parallel
-    region for the whole pass and meet at two barriers per batch. Returns
-    ``(loss, clock, bad_row)`` as :func:`sgd_epoch` does.
+    region for the whole pass and meet at two barriers per batch; when they
+    keep arriving late there (another process holding their cores), the
+    first thread takes the batches alone for a while (``LATE_LIMIT``,
+    ``SOLO_MIN``), which changes no result. Returns ``(loss, clock,
+    bad_row)`` as :func:`sgd_epoch` does.
     """
     cdef Py_ssize_t n_steps = order.shape[0]
     cdef Py_ssize_t n_features = W.shape[0]
