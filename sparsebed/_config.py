@@ -40,7 +40,8 @@ def show_config(file=None):
     config : dict
         ``version`` (str), ``openmp`` (bool, whether the kernels were built
         with OpenMP), ``boundscheck`` (bool, whether this is a debug build
-        with bounds checking, ``SPARSEBED_DEBUG=1``), ``max_threads`` (int, threads ``n_jobs=-1`` gives now),
+        with bounds checking, ``SPARSEBED_DEBUG=1``), ``max_threads`` (int,
+        threads ``n_jobs=-1`` gives now),
         ``simd`` (str, the instruction set the kernels run: ``"avx512"``,
         ``"avx2"`` or ``"baseline"``, the widest this CPU supports among those
         compiled in), ``simd_supported`` (tuple of str), ``float_dtypes`` and

@@ -352,23 +352,26 @@ cdef inline void _head(
         sb_head_f64(coef, n_out, d, g, lr, decay, h, dh)
 
 
-cdef inline void _apply_head_queue(
+cdef inline void _apply_head_steps(
     real_t *coef, real_t *intercept, Py_ssize_t n_out, Py_ssize_t d, const double *steps,
-    const real_t *H, Py_ssize_t n, double log_decay
+    const real_t *H, Py_ssize_t n, double decay, Py_ssize_t first, Py_ssize_t stride
 ) noexcept nogil:
-    """Apply ``n`` queued head steps: ``coef <- coef * exp(log_decay) - steps.T @ H``.
+    """Apply ``n`` head steps together, to the classes ``first, first + stride, ...``.
 
-    ``steps`` (n, n_out) holds ``lr * g`` of each queued sample, ``H`` (n, d)
-    its embedding; ``intercept <- intercept - steps.sum(0)``.
+    ``coef <- coef * decay - steps.T @ H`` and ``intercept <- intercept -
+    steps.sum(0)``, where ``steps`` (n, n_out) holds ``lr * g`` of each
+    sample and ``H`` (n, d) its embedding.
     """
     cdef Py_ssize_t c, s
-    cdef double decay = exp(log_decay), total
-    for c in range(n_out):
+    cdef double total
+    c = first
+    while c < n_out:
         _combine(coef + c * d, d, decay, steps + c, n_out, n, H)
         total = 0.0
         for s in range(n):
             total = total + steps[s * n_out + c]
         intercept[c] = <real_t> (intercept[c] - total)
+        c = c + stride
 
 
 cdef inline bint _all_finite(const real_t *x, Py_ssize_t n) noexcept nogil:
@@ -654,6 +657,7 @@ def sgd_epoch(
     with nogil, parallel(num_threads=n_threads):
         # The head steps of up to `queue` samples wait in H and steps (one
         # thread applies each step at once: SGD taking the samples one by one).
+        # Their count lives behind a pointer: prange would reset a variable.
         queue = HEAD_QUEUE if omp_get_num_threads() > 1 else 1
         H = <real_t *> malloc(queue * d * sizeof(real_t))
         steps = <double *> malloc(queue * n_out * sizeof(double))
@@ -726,8 +730,8 @@ def sgd_epoch(
                 queued_log_decay[0] = queued_log_decay[0] - alpha * lr
                 queued[0] = queued[0] + 1
                 if queued[0] == queue:
-                    _apply_head_queue(&coef[0, 0], &intercept[0], n_out, d, steps, H, queued[0],
-                                      queued_log_decay[0])
+                    _apply_head_steps(&coef[0, 0], &intercept[0], n_out, d, steps, H, queued[0],
+                                      exp(queued_log_decay[0]), 0, 1)
                     queued[0] = 0
                     queued_log_decay[0] = 0.0
 
@@ -746,8 +750,8 @@ def sgd_epoch(
                         stamp[col] = fmin(owed, after)
                 _scatter(W_ptr, d, indices_ptr + start, decay if lazy else NULL, vals, n, dh, NULL)
         if not out_of_memory[0] and queued[0] > 0:
-            _apply_head_queue(&coef[0, 0], &intercept[0], n_out, d, steps, H, queued[0],
-                              queued_log_decay[0])
+            _apply_head_steps(&coef[0, 0], &intercept[0], n_out, d, steps, H, queued[0],
+                              exp(queued_log_decay[0]), 0, 1)
         free(H)
         free(steps)
         free(queued)
@@ -812,7 +816,7 @@ def sgd_epoch_batched(
     cdef Py_ssize_t batch, b0, nb, s, t, c, k, own, i, n, start, count
     cdef Py_ssize_t *off
     cdef index_t col
-    cdef double scale, lr, total, now, after, head_decay
+    cdef double scale, lr, now, after, head_decay
     cdef double lr_slope = (lr_end - lr_begin) / n_steps if n_steps > 0 else 0.0
     cdef bint lazy = alpha > 0.0 and update_embeddings
     cdef Py_ssize_t bad_pos = n_steps
@@ -944,14 +948,7 @@ def sgd_epoch_batched(
                         loss_sum[0] = loss_sum[0] + LOSS[s]
                 t = me
                 while t < T:
-                    c = t
-                    while c < n_out:
-                        _combine(&coef[c, 0], d, head_decay, G + c, n_out, nb, H)
-                        total = 0.0
-                        for s in range(nb):
-                            total = total + G[s * n_out + c]
-                        intercept[c] = <real_t> (intercept[c] - total)
-                        c = c + T
+                    _apply_head_steps(&coef[0, 0], &intercept[0], n_out, d, G, H, nb, head_decay, t, T)
                     if update_embeddings and t < R:
                         count = 0
                         own = t * (most + 1)

@@ -184,6 +184,9 @@ static inline void sb_prefetch_bytes(const void *p, ptrdiff_t n) {
         }                                                                          \
     } while (0)
 
+/* STRIPS(NV) for strips of 8, 4, 2 and 1 vectors, widest first. */
+#define SB_EACH_STRIP(STRIPS) STRIPS(8) STRIPS(4) STRIPS(2) STRIPS(1)
+
 /* dh = coef.T @ g on a strip of NV vectors of columns at j, in registers. */
 #define SB_GEMV_T_STRIPS(NV)                                                       \
     for (; j + (NV) * L <= d; j += (NV) * L) {                                     \
@@ -319,10 +322,7 @@ ATTR static void sb_gemv_t_##ISA##_##RN(const REAL *coef, ptrdiff_t n_out,      
         ptrdiff_t d, const double *g, REAL *dh) {                                  \
     SB_VEC_TYPES(REAL, VB)                                                         \
     ptrdiff_t c, j = 0;                                                            \
-    SB_GEMV_T_STRIPS(8)                                                            \
-    SB_GEMV_T_STRIPS(4)                                                            \
-    SB_GEMV_T_STRIPS(2)                                                            \
-    SB_GEMV_T_STRIPS(1)                                                            \
+    SB_EACH_STRIP(SB_GEMV_T_STRIPS)                                                \
     for (; j < d; j++) {                                                           \
         real acc = 0;                                                              \
         for (c = 0; c < n_out; c++) acc += (real)g[c] * coef[c * d + j];           \
@@ -335,10 +335,7 @@ ATTR static void sb_combine_##ISA##_##RN(REAL *row, ptrdiff_t d, double decay,  
     ptrdiff_t s, j = 0;                                                            \
     const real f = (real)decay;                                                    \
     (void)zero;                                                                    \
-    SB_COMBINE_STRIPS(8)                                                           \
-    SB_COMBINE_STRIPS(4)                                                           \
-    SB_COMBINE_STRIPS(2)                                                           \
-    SB_COMBINE_STRIPS(1)                                                           \
+    SB_EACH_STRIP(SB_COMBINE_STRIPS)                                               \
     for (; j < d; j++) {                                                           \
         real r = row[j] * f;                                                       \
         for (s = 0; s < n; s++) r -= (real)a[s * a_stride] * X[s * d + j];         \
@@ -350,10 +347,7 @@ ATTR static void sb_head_##ISA##_##RN(REAL *coef, ptrdiff_t n_out, ptrdiff_t d, 
     SB_VEC_TYPES(REAL, VB)                                                         \
     ptrdiff_t c, j = 0;                                                            \
     const real f = (real)decay;                                                    \
-    SB_HEAD_STRIPS(8)                                                              \
-    SB_HEAD_STRIPS(4)                                                              \
-    SB_HEAD_STRIPS(2)                                                              \
-    SB_HEAD_STRIPS(1)                                                              \
+    SB_EACH_STRIP(SB_HEAD_STRIPS)                                                  \
     for (; j < d; j++) {                                                           \
         real acc = 0;                                                              \
         for (c = 0; c < n_out; c++) {                                              \
