@@ -67,7 +67,7 @@ Speed
     owns the loops over rows and samples, the threads and the loss.
 """
 from cython.parallel cimport parallel, prange, threadid
-from libc.math cimport exp, fmin, log, log1p
+from libc.math cimport exp, log, log1p
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
@@ -423,6 +423,11 @@ cdef inline void _prefetch_sample(
                         sb_prefetch(&stamp[col])
 
 
+cdef inline double _lesser(double a, double b) noexcept nogil:
+    """``b`` if it is less than ``a``, else ``a`` (also when ``b`` is NaN): fmin, inlined."""
+    return b if b < a else a
+
+
 cdef inline double _clock(double alpha, double lr_begin, double lr_slope, Py_ssize_t p) noexcept nogil:
     """Log of the weight decay accumulated over steps 0 .. p-1 of a pass: -alpha * sum(lr)."""
     return -alpha * (p * lr_begin + lr_slope * 0.5 * p * (p - 1))
@@ -703,7 +708,7 @@ def sgd_epoch(
                 # decay owed by each row since its stamp; kept for step 5
                 for k in range(n):
                     seen[k] = stamp[indices_ptr[start + k]]
-                    owed_exp[k] = fmin(0.0, now - seen[k])
+                    owed_exp[k] = _lesser(0.0, now - seen[k])
                 sb_exp_neg(owed_exp, n)
                 for k in range(n):
                     decay[k] = <real_t> owed_exp[k]
@@ -746,8 +751,8 @@ def sgd_epoch(
                             # exp(after - owed) = exp(now - owed) * exp(-alpha * lr)
                             decay[k] = <real_t> (decay[k] * head_decay)
                         else:  # settled since step 1: by a duplicate entry or a thread
-                            decay[k] = <real_t> exp(fmin(0.0, after - owed))
-                        stamp[col] = fmin(owed, after)
+                            decay[k] = <real_t> exp(_lesser(0.0, after - owed))
+                        stamp[col] = _lesser(owed, after)
                 _scatter(W_ptr, d, indices_ptr + start, decay if lazy else NULL, vals, n, dh, NULL)
         if not out_of_memory[0] and queued[0] > 0:
             _apply_head_steps(&coef[0, 0], &intercept[0], n_out, d, steps, H, queued[0],
@@ -921,7 +926,7 @@ def sgd_epoch_batched(
                     scale = _row_scale(combiner, data_ptr, start, start + n)
                     if lazy:
                         for k in range(n):
-                            OWED[off[s] + k] = fmin(0.0, now - stamp[indices_ptr[start + k]])
+                            OWED[off[s] + k] = _lesser(0.0, now - stamp[indices_ptr[start + k]])
                         sb_exp_neg(OWED + off[s], n)
                         for k in range(n):
                             VALS[off[s] + k] = <real_t> (data_ptr[start + k] * scale * OWED[off[s] + k])
@@ -938,7 +943,8 @@ def sgd_epoch_batched(
                         G[s * n_out + c] = lr * G[s * n_out + c]
                     for k in range(n):
                         VALS[off[s] + k] = <real_t> (lr * scale * data_ptr[start + k])
-                late = late + sb_barrier_wait(&tm, active, &sense)
+                if active > 1:
+                    late = late + sb_barrier_wait(&tm, active, &sense)
 
                 # 2. the steps, in sample order; task t owns the rows c of coef
                 # that are t modulo T, and the rows of W that are t modulo R
@@ -962,8 +968,8 @@ def sgd_epoch_batched(
                                 OWN_STEP[own + count] = VALS[off[s] + k]
                                 OWN_ROW[own + count] = s
                                 if lazy:  # the row's decay owed up to the batch's end, once
-                                    OWN_OWED[own + count] = fmin(0.0, after - stamp[col])
-                                    stamp[col] = fmin(stamp[col], after)
+                                    OWN_OWED[own + count] = _lesser(0.0, after - stamp[col])
+                                    stamp[col] = _lesser(stamp[col], after)
                                 count = count + 1
                         if lazy:
                             sb_exp_neg(OWN_OWED + own, count)
@@ -986,7 +992,9 @@ def sgd_epoch_batched(
                         solo_len = SOLO_MIN
                         late = 0
                         window_left = LATE_WINDOW
-                late = late + sb_barrier_wait(&tm, active, &sense)
+                if active > 1:  # (alone, the first thread must not move the barrier's
+                    # sense under a thread that has yet to see it leave the last barrier)
+                    late = late + sb_barrier_wait(&tm, active, &sense)
                 if active == team:
                     active = tm.next_active
                 batch = batch + 1

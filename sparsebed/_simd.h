@@ -252,6 +252,28 @@ static inline void sb_prefetch_bytes(const void *p, ptrdiff_t n) {
     const vec zero = 0;
 #endif
 
+/* SB_HSUM_<VB>(RN, v): the sum of the lanes of a vec of VB bytes, as a tree
+ * (halves added down to 16 bytes, then lanes pairwise): a few shuffles and
+ * adds, where a lane-by-lane sum is a chain of L dependent adds. */
+#define SB_HSUM_1(RN, v) (v)
+#define SB_HSUM16_f32(q) ({ const __typeof__(q) q_ = (q); (q_[0] + q_[2]) + (q_[1] + q_[3]); })
+#define SB_HSUM16_f64(q) ({ const __typeof__(q) q_ = (q); q_[0] + q_[1]; })
+#define SB_HSUM_16(RN, v) SB_HSUM16_##RN(v)
+#define SB_HSUM_32(RN, v)                                                          \
+    ({                                                                             \
+        typedef real h16_ __attribute__((vector_size(16), aligned(sizeof(real)))); \
+        union { vec v; h16_ h[2]; } u_ = {(v)};                                    \
+        SB_HSUM16_##RN(u_.h[0] + u_.h[1]);                                         \
+    })
+#define SB_HSUM_64(RN, v)                                                          \
+    ({                                                                             \
+        typedef real h32_ __attribute__((vector_size(32), aligned(sizeof(real)))); \
+        typedef real h16_ __attribute__((vector_size(16), aligned(sizeof(real)))); \
+        union { vec v; h32_ h[2]; } u_ = {(v)};                                    \
+        union { h32_ v; h16_ h[2]; } w_ = {u_.h[0] + u_.h[1]};                     \
+        SB_HSUM16_##RN(w_.h[0] + w_.h[1]);                                         \
+    })
+
 /* ------------------------------------------------------------------ loops */
 
 #define SB_DEFINE_BAG_ROWS(ISA, ATTR, VB, RN, REAL, IN, INDEX, DN, DATA)           \
@@ -306,14 +328,14 @@ ATTR static void sb_scatter_##ISA##_##RN##_##IN(                                
 ATTR static void sb_gemv_##ISA##_##RN(const REAL *coef, const REAL *b,            \
         ptrdiff_t n_out, ptrdiff_t d, const REAL *h, double *z) {                  \
     SB_VEC_TYPES(REAL, VB)                                                         \
-    ptrdiff_t c, j, t;                                                             \
+    ptrdiff_t c, j;                                                                \
     for (c = 0; c < n_out; c++) {                                                  \
         const REAL *row = coef + c * d;                                            \
         vec acc = zero;                                                            \
-        real sum = 0;                                                              \
+        real sum;                                                                  \
         for (j = 0; j + L <= d; j += L)                                            \
             acc += *(const vec *)(row + j) * *(const vec *)(h + j);                \
-        for (t = 0; t < L; t++) sum += ((const real *)&acc)[t];                    \
+        sum = SB_HSUM_##VB(RN, acc);                                               \
         for (; j < d; j++) sum += row[j] * h[j];                                   \
         z[c] = (double)b[c] + (double)sum;                                         \
     }                                                                              \

@@ -12,7 +12,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from . import _kernels
-from ._base import TABLE_CONSTRAINTS, EmbeddingTableMixin
+from ._base import TABLE_CONSTRAINTS, EmbeddingTableMixin, aligned_array
 from ._config import _n_threads
 
 # Standard deviation, times 1/sqrt(n_components), of the random starting table.
@@ -344,7 +344,7 @@ class EmbeddingClassifier(EmbeddingTableMixin, ClassifierMixin, BaseEstimator):
         self.embeddings_ = self._initial_embeddings(self.n_features_in_, rng, scale=INIT_SCALE)
         n_out = 1 if classes.size == 2 else classes.size
         dtype = self.embeddings_.dtype
-        self.coef_ = np.zeros((n_out, self.embeddings_.shape[1]), dtype=dtype)
+        self.coef_ = aligned_array(np.zeros((n_out, self.embeddings_.shape[1])), dtype)
         self.intercept_ = np.zeros(n_out, dtype=dtype)
         self.n_iter_ = 0
         self.loss_curve_ = []

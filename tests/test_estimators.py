@@ -222,6 +222,20 @@ def test_sparse_embedding_pretrained_init(dtype):
     np.testing.assert_array_equal(se_list.embeddings_, init_before.astype(dtype))
 
 
+@pytest.mark.parametrize("init", ["normal", "pretrained"])
+def test_trained_arrays_start_on_a_cache_line(init):
+    # The SGD threads write different rows of the table and the head at once;
+    # rows that start on a cache line share none between threads.
+    X, y = make_bags(n_samples=40, n_features=30)
+    init = np.ones((30, 16)) if init == "pretrained" else init
+    for dtype in (np.float32, np.float64):
+        clf = EmbeddingClassifier(init=init, n_components=16, dtype=dtype, max_iter=1).fit(X, y)
+        for name in ("embeddings_", "coef_"):
+            array = getattr(clf, name)
+            assert array.ctypes.data % 64 == 0, name
+            assert array.flags.c_contiguous and array.flags.writeable and array.dtype == dtype
+
+
 def test_sparse_embedding_pretrained_init_wrong_shape():
     X, _ = make_bags(n_samples=20, n_features=30)
     with pytest.raises(ValueError, match="init"):
