@@ -100,7 +100,9 @@ cdef extern from "_simd.h" nogil:
     int sb_set_isa(int isa)
     int sb_isa_supported(int isa)
     void sb_prefetch(const void *p)
+    double sb_lesser(double a, double b)
     void sb_prefetch_bytes(const void *p, Py_ssize_t n)
+    void sb_prefetch_bytes_w(const void *p, Py_ssize_t n)
     void sb_exp_neg(double *x, Py_ssize_t n)
     double sb_scale_f32(int combiner, const float *data, Py_ssize_t start, Py_ssize_t end)
     double sb_scale_f64(int combiner, const double *data, Py_ssize_t start, Py_ssize_t end)
@@ -365,6 +367,10 @@ cdef inline void _apply_head_steps(
     cdef Py_ssize_t c, s
     cdef double total
     c = first
+    while c < n_out:  # the rows were read by every thread: claim them for writing
+        sb_prefetch_bytes_w(coef + c * d, d * sizeof(real_t))
+        c = c + stride
+    c = first
     while c < n_out:
         _combine(coef + c * d, d, decay, steps + c, n_out, n, H)
         total = 0.0
@@ -382,11 +388,12 @@ cdef inline bint _all_finite(const real_t *x, Py_ssize_t n) noexcept nogil:
 
 
 cdef inline void _prefetch_sample(
-    const int64_t[::1] order, Py_ssize_t p, const index_t *indptr, const data_t *data,
-    const index_t *indices, const int32_t *y, const double *sample_weight, Py_ssize_t nnz,
-    const real_t *W, Py_ssize_t n_features, Py_ssize_t d, const double *stamp,
+    const int64_t[::1] order, Py_ssize_t p1, Py_ssize_t p2, Py_ssize_t p3, const index_t *indptr,
+    const data_t *data, const index_t *indices, const int32_t *y, const double *sample_weight,
+    Py_ssize_t nnz, const real_t *W, Py_ssize_t n_features, Py_ssize_t d, const double *stamp,
 ) noexcept nogil:
-    """Prefetch what SGD reads of the samples a few steps ahead of position ``p``.
+    """Prefetch what SGD reads of the samples at positions ``p1, p2, p3``:
+    the next three this thread takes (-1 for none).
 
     ``order`` is shuffled, so each sample's arrays are cache misses. They are
     fetched in stages, each needing what the previous one brought: the
@@ -398,20 +405,20 @@ cdef inline void _prefetch_sample(
     """
     cdef Py_ssize_t n_steps = order.shape[0], i, k, start, end
     cdef size_t col
-    if p + 3 < n_steps:
-        i = order[p + 3]
+    if 0 <= p3 < n_steps:
+        i = order[p3]
         sb_prefetch(&indptr[i])
         sb_prefetch(&sample_weight[i])
         sb_prefetch(&y[i])
-    if p + 2 < n_steps:
-        i = order[p + 2]
+    if 0 <= p2 < n_steps:
+        i = order[p2]
         start = indptr[i]
         end = indptr[i + 1]
         if 0 <= start <= end <= nnz:
             sb_prefetch_bytes(indices + start, (end - start) * sizeof(index_t))
             sb_prefetch_bytes(data + start, (end - start) * sizeof(data_t))
-    if p + 1 < n_steps:
-        i = order[p + 1]
+    if 0 <= p1 < n_steps:
+        i = order[p1]
         start = indptr[i]
         end = indptr[i + 1]
         if 0 <= start <= end <= nnz:
@@ -423,9 +430,23 @@ cdef inline void _prefetch_sample(
                         sb_prefetch(&stamp[col])
 
 
-cdef inline double _lesser(double a, double b) noexcept nogil:
-    """``b`` if it is less than ``a``, else ``a`` (also when ``b`` is NaN): fmin, inlined."""
-    return b if b < a else a
+cdef inline Py_ssize_t _next_in_batches(
+    Py_ssize_t p, Py_ssize_t B, Py_ssize_t n_steps, Py_ssize_t me, Py_ssize_t active
+) noexcept nogil:
+    """The position after ``p`` that thread ``me`` of ``active`` takes in the
+    deterministic pass (batches of ``B``), or -1."""
+    cdef Py_ssize_t b0, nb
+    if p < 0:
+        return -1
+    b0 = p - p % B
+    nb = min(B, n_steps - b0)
+    if p + 1 < b0 + (me + 1) * nb // active:
+        return p + 1
+    b0 = b0 + B
+    nb = min(B, n_steps - b0)
+    if nb <= 0 or me * nb // active == (me + 1) * nb // active:
+        return -1
+    return b0 + me * nb // active
 
 
 cdef inline double _clock(double alpha, double lr_begin, double lr_slope, Py_ssize_t p) noexcept nogil:
@@ -685,8 +706,8 @@ def sgd_epoch(
             if out_of_memory[0]:
                 continue
             _prefetch_sample(
-                order, p, &indptr[0], data_ptr, indices_ptr, &y[0], &sample_weight[0], nnz,
-                W_ptr, n_features, d, &stamp[0] if lazy else NULL,
+                order, p + 1, p + 2, p + 3, &indptr[0], data_ptr, indices_ptr, &y[0],
+                &sample_weight[0], nnz, W_ptr, n_features, d, &stamp[0] if lazy else NULL,
             )
             i = order[p]
             start = indptr[i]
@@ -708,7 +729,7 @@ def sgd_epoch(
                 # decay owed by each row since its stamp; kept for step 5
                 for k in range(n):
                     seen[k] = stamp[indices_ptr[start + k]]
-                    owed_exp[k] = _lesser(0.0, now - seen[k])
+                    owed_exp[k] = sb_lesser(0.0, now - seen[k])
                 sb_exp_neg(owed_exp, n)
                 for k in range(n):
                     decay[k] = <real_t> owed_exp[k]
@@ -751,8 +772,8 @@ def sgd_epoch(
                             # exp(after - owed) = exp(now - owed) * exp(-alpha * lr)
                             decay[k] = <real_t> (decay[k] * head_decay)
                         else:  # settled since step 1: by a duplicate entry or a thread
-                            decay[k] = <real_t> exp(_lesser(0.0, after - owed))
-                        stamp[col] = _lesser(owed, after)
+                            decay[k] = <real_t> exp(sb_lesser(0.0, after - owed))
+                        stamp[col] = sb_lesser(owed, after)
                 _scatter(W_ptr, d, indices_ptr + start, decay if lazy else NULL, vals, n, dh, NULL)
         if not out_of_memory[0] and queued[0] > 0:
             _apply_head_steps(&coef[0, 0], &intercept[0], n_out, d, steps, H, queued[0],
@@ -818,7 +839,7 @@ def sgd_epoch_batched(
     # Rows of W are owned by the first R threads, R the largest power of two
     # <= T, so that the owner of a row is a mask of its index, not a division.
     cdef Py_ssize_t R = 1
-    cdef Py_ssize_t batch, b0, nb, s, t, c, k, own, i, n, start, count
+    cdef Py_ssize_t batch, b0, nb, s, t, c, k, own, i, n, start, count, p1, p2
     cdef Py_ssize_t *off
     cdef index_t col
     cdef double scale, lr, now, after, head_decay
@@ -911,9 +932,12 @@ def sgd_epoch_batched(
                 # 1. gradients of every sample at the parameters of the batch's start
                 # (each written to its own slot, so any thread may take any sample)
                 for s in range(me * nb // active, (me + 1) * nb // active):
+                    p1 = _next_in_batches(b0 + s, B, n_steps, me, active)
+                    p2 = _next_in_batches(p1, B, n_steps, me, active)
                     _prefetch_sample(
-                        order, b0 + s, &indptr[0], data_ptr, indices_ptr, &y[0], &sample_weight[0],
-                        nnz, W_ptr, n_features, d, &stamp[0] if lazy else NULL,
+                        order, p1, p2, _next_in_batches(p2, B, n_steps, me, active), &indptr[0],
+                        data_ptr, indices_ptr, &y[0], &sample_weight[0], nnz, W_ptr, n_features, d,
+                        &stamp[0] if lazy else NULL,
                     )
                     i = order[b0 + s]
                     start = indptr[i]
@@ -926,7 +950,7 @@ def sgd_epoch_batched(
                     scale = _row_scale(combiner, data_ptr, start, start + n)
                     if lazy:
                         for k in range(n):
-                            OWED[off[s] + k] = _lesser(0.0, now - stamp[indices_ptr[start + k]])
+                            OWED[off[s] + k] = sb_lesser(0.0, now - stamp[indices_ptr[start + k]])
                         sb_exp_neg(OWED + off[s], n)
                         for k in range(n):
                             VALS[off[s] + k] = <real_t> (data_ptr[start + k] * scale * OWED[off[s] + k])
@@ -964,12 +988,14 @@ def sgd_epoch_batched(
                                 col = indices_ptr[start + k]
                                 if (col & (R - 1)) != t:
                                     continue
+                                # (read by the sample's thread: claim it for the scatter)
+                                sb_prefetch_bytes_w(W_ptr + <size_t> col * d, d * sizeof(real_t))
                                 OWN_IDX[own + count] = col
                                 OWN_STEP[own + count] = VALS[off[s] + k]
                                 OWN_ROW[own + count] = s
                                 if lazy:  # the row's decay owed up to the batch's end, once
-                                    OWN_OWED[own + count] = _lesser(0.0, after - stamp[col])
-                                    stamp[col] = _lesser(stamp[col], after)
+                                    OWN_OWED[own + count] = sb_lesser(0.0, after - stamp[col])
+                                    stamp[col] = sb_lesser(stamp[col], after)
                                 count = count + 1
                         if lazy:
                             sb_exp_neg(OWN_OWED + own, count)

@@ -36,6 +36,9 @@
 #include <stdint.h>
 #include <string.h>
 #include <float.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define SB_SUM 0
 #define SB_MEAN 1
@@ -71,6 +74,10 @@
 
 enum { SB_ISA_BASE = 0, SB_ISA_AVX2 = 1, SB_ISA_AVX512 = 2 };
 static int sb_isa = SB_ISA_BASE;
+static int sb_has_prefetchw = 0; /* set by sb_init() */
+#if SB_X86_DISPATCH
+#include <cpuid.h>
+#endif
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -125,6 +132,17 @@ SB_DEFINE_ROW_OK(i64, int64_t)
 #define SB_KEEP() ((void)0)
 #endif
 
+/* b if it is less than a, else a (also when b is NaN): one MINSD on x86-64,
+ * where GCC compiles the comparison to a branch that the SGD passes, whose
+ * rows' decay is often exactly 0, mispredict. */
+static inline double sb_lesser(double a, double b) {
+#ifdef __SSE2__
+    return _mm_cvtsd_f64(_mm_min_sd(_mm_set_sd(b), _mm_set_sd(a)));
+#else
+    return b < a ? b : a;
+#endif
+}
+
 /* Prefetch the cache line of p (for the kernels' loops over samples). */
 static inline void sb_prefetch(const void *p) {
     SB_PREFETCH(p);
@@ -138,6 +156,22 @@ static inline void sb_prefetch_bytes(const void *p, ptrdiff_t n) {
     for (b = 0; b < n; b += 64) SB_PREFETCH(c + b);
     if (n > 0) SB_PREFETCH(c + n - 1);
     SB_KEEP();
+}
+
+/* Prefetch the bytes [p, p + n) for writing: the lines come in owned by this
+ * core (PREFETCHW), so that storing to them later waits for no other core
+ * to give up its copy. Where the CPU lacks the instruction, a plain prefetch. */
+static inline void sb_prefetch_bytes_w(const void *p, ptrdiff_t n) {
+#if SB_X86_DISPATCH
+    const char *c = (const char *)p;
+    ptrdiff_t b;
+    if (sb_has_prefetchw) {
+        for (b = 0; b < n; b += 64) __asm__ __volatile__("prefetchw %0" : : "m"(c[b]));
+        if (n > 0) __asm__ __volatile__("prefetchw %0" : : "m"(c[n - 1]));
+        return;
+    }
+#endif
+    sb_prefetch_bytes(p, n);
 }
 
 /* ---------------------------------------------------------- column strips */
@@ -499,8 +533,12 @@ static inline int sb_isa_supported(int isa) {
     return 0;
 }
 
-/* Pick the widest supported instruction set. */
+/* Pick the widest supported instruction set; note whether PREFETCHW is there. */
 static inline void sb_init(void) {
+#if SB_X86_DISPATCH
+    unsigned int eax, ebx, ecx, edx;
+    sb_has_prefetchw = __get_cpuid(0x80000001, &eax, &ebx, &ecx, &edx) && (ecx >> 8 & 1);
+#endif
     sb_isa = sb_isa_supported(SB_ISA_AVX512) ? SB_ISA_AVX512
            : sb_isa_supported(SB_ISA_AVX2)   ? SB_ISA_AVX2
                                              : SB_ISA_BASE;
