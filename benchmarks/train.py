@@ -19,9 +19,13 @@ run, on the same documents, with the same embedding dimension (64) and threads:
   TF-IDF features;
 - scikit-learn ``SGDClassifier(loss="log_loss")`` and ``LogisticRegression(C=10)``.
 
-Fit times are medians over ``--repeat`` fits, the sparsebed fits taking turns
-with seeds 0, 1, ... and their accuracy the median over those seeds
-(LogisticRegression: one fit).
+The run is ``--repeat`` rounds. Each round fits the three sparsebed models
+(seed = round) and then the peers due in it: both fastText models every
+round, torch, SGDClassifier and LogisticRegression once each, in rounds 0, 1
+and 2. So every program's fits are spread over the whole run, and a spell of
+the machine running slow falls on sparsebed and the peers alike. Fit times
+are medians over a model's fits, sparsebed accuracies the median over the
+seeds.
 Tokens/s/thread counts the non-zeros of the training matrix (fastText: the
 words of its input) times epochs, per second of fit and thread. Writes
 ``benchmarks/results/train.json`` and ``benchmarks/train.png``.
@@ -46,17 +50,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DIM = 64
 
 
-def timed(fit, repeat):
-    """(median fit time, last fitted model) of ``fit()`` over ``repeat`` runs."""
-    times, model = [], None
-    for _ in range(repeat):
-        tic = time.perf_counter()
-        model = fit()
-        times.append(time.perf_counter() - tic)
-    return float(np.median(times)), model
+def timed(fit):
+    """(seconds, fitted model) of one ``fit()``."""
+    tic = time.perf_counter()
+    model = fit()
+    return time.perf_counter() - tic, model
 
 
-def fasttext_runs(train, test, epochs, threads, repeat):
+def fasttext_fits(train, test, epochs, threads):
+    """{name: fit_once} for fastText with and without word bigrams; each
+    ``fit_once()`` returns (seconds, accuracy, tokens per second per thread)."""
     import fasttext
 
     def clean(text):
@@ -71,24 +74,26 @@ def fasttext_runs(train, test, epochs, threads, repeat):
             f.write(f"__label__{label} {clean(text)}\n")
     words = sum(len(clean(t).split()) for t in train[0])
     test_text = [clean(t) for t in test[0]]
-    out = {}
-    for ngrams in (1, 2):
+
+    def fit_once(ngrams):
         seconds, model = timed(
             lambda: fasttext.train_supervised(
                 input=path, dim=DIM, epoch=epochs, lr=0.2, wordNgrams=ngrams,
                 thread=threads, verbose=0,
-            ),
-            repeat,
+            )
         )  # fmt: skip
         labels, _ = model.predict(test_text)
         accuracy = float(np.mean([lab[0][len("__label__"):] == y for lab, y in zip(labels, test[1])]))
-        out[f"fastText dim {DIM}, wordNgrams={ngrams}"] = dict(
-            fit=seconds, accuracy=accuracy, tokens_per_s_thread=words * epochs / seconds / threads
-        )
-    return out
+        return seconds, accuracy, words * epochs / seconds / threads
+
+    return {
+        f"fastText dim {DIM}, wordNgrams={ngrams}, {epochs} epochs": (lambda n=ngrams: fit_once(n))
+        for ngrams in (1, 2)
+    }
 
 
-def torch_run(X_train, y_train, X_test, y_test, epochs, threads, repeat, batch=32, lr=0.2):
+def torch_fit(X_train, y_train, X_test, y_test, epochs, threads, batch=32, lr=0.2):
+    """{name: fit_once} for torch EmbeddingBag + Linear with sparse SGD."""
     import torch
 
     torch.set_num_threads(threads)
@@ -128,17 +133,34 @@ def torch_run(X_train, y_train, X_test, y_test, epochs, threads, repeat, batch=3
                 step += 1
         return emb, head
 
-    seconds, (emb, head) = timed(fit, repeat)
-    with torch.no_grad():
-        idx, off, w = bags(X_test, np.arange(X_test.shape[0]))
-        pred = head(emb(idx, off, per_sample_weights=w)).argmax(1).numpy()
-    accuracy = float(np.mean(classes[pred] == y_test))
-    return {
-        f"torch EmbeddingBag+Linear, sparse SGD, batch {batch}": dict(
-            fit=seconds, accuracy=accuracy,
-            tokens_per_s_thread=X_train.nnz * epochs / seconds / threads,
+    def fit_once():
+        seconds, (emb, head) = timed(fit)
+        with torch.no_grad():
+            idx, off, w = bags(X_test, np.arange(X_test.shape[0]))
+            pred = head(emb(idx, off, per_sample_weights=w)).argmax(1).numpy()
+        accuracy = float(np.mean(classes[pred] == y_test))
+        return seconds, accuracy, X_train.nnz * epochs / seconds / threads
+
+    return {f"torch EmbeddingBag+Linear, sparse SGD, batch {batch}, {epochs} epochs": fit_once}
+
+
+def sklearn_fits(X_train, y_train, X_test, y_test, logreg=True):
+    """{name: fit_once} for SGDClassifier and LogisticRegression."""
+    def fit_once(make, epochs):
+        seconds, model = timed(lambda: make().fit(X_train, y_train))
+        tokens = X_train.nnz * epochs * len(model.classes_) / seconds if epochs else float("nan")
+        return seconds, float(model.score(X_test, y_test)), tokens
+
+    fits = {
+        "SGDClassifier(log_loss, alpha=1e-6), 20 epochs": lambda: fit_once(
+            lambda: SGDClassifier(loss="log_loss", alpha=1e-6, max_iter=20, tol=None, random_state=0), 20
         )
     }
+    if logreg:
+        fits["LogisticRegression(C=10)"] = lambda: fit_once(
+            lambda: LogisticRegression(C=10, max_iter=1000), 0
+        )
+    return fits
 
 
 def main():
@@ -163,65 +185,51 @@ def main():
         f"features, {X_train.nnz / 1e6:.2f} M non-zeros; TfidfVectorizer fit+transform "
         f"{vectorise:.2f} s (not in the sparsebed fit times below)\n"
     )
-    results = {}
-
-    def report(name, r):
-        results[name] = r
-        print(
-            f"{name:55} accuracy {r['accuracy']:.4f}  fit {r['fit']:7.2f} s  "
-            f"{r['tokens_per_s_thread'] / 1e6:6.2f} M tokens/s/thread",
-            flush=True,
-        )
-
-    # The sparsebed fits take turns, so that each mode sees the same load;
-    # fit r uses random_state=r, and the accuracy is the median over the seeds.
-    modes = sorted({(10, False), (10, True), (args.epochs, False)})
-    times, accuracies = {mode: [] for mode in modes}, {mode: [] for mode in modes}
-    for seed in range(args.repeat):
-        for epochs, deterministic in modes:
-            tic = time.perf_counter()
-            model = EmbeddingClassifier(
-                n_components=DIM, max_iter=epochs, n_jobs=args.threads, random_state=seed,
-                deterministic=deterministic,
-            ).fit(X_train, train[1])
-            times[epochs, deterministic].append(time.perf_counter() - tic)
-            accuracies[epochs, deterministic].append(float(model.score(X_test, test[1])))
-    for epochs, deterministic in modes:
-        seconds = float(np.median(times[epochs, deterministic]))
-        mode = ", deterministic" if deterministic else ""
-        report(
-            f"sparsebed EmbeddingClassifier dim {DIM}, {epochs} epochs{mode}",
-            dict(fit=seconds, accuracy=float(np.median(accuracies[epochs, deterministic])),
-                 accuracies=accuracies[epochs, deterministic], fits=times[epochs, deterministic],
-                 tokens_per_s_thread=X_train.nnz * epochs / seconds / args.threads),
-        )
-    paired = np.array(times[10, True]) / np.array(times[10, False])
-    print(f"deterministic / lock-free, fit by fit: {np.round(paired, 2)}, median {np.median(paired):.2f}")
+    peers = {}  # name: (fit_once, the rounds it runs in)
     try:
-        for name, r in fasttext_runs(train, test, args.epochs, args.threads, args.repeat).items():
-            report(f"{name}, {args.epochs} epochs", r)
+        for name, fit in fasttext_fits(train, test, args.epochs, args.threads).items():
+            peers[name] = (fit, range(args.repeat))
     except ImportError:
         print("fastText not installed (pip install 'sparsebed[bench]'): skipped")
+    singles = {}
     if not args.skip_torch:
         try:
-            for name, r in torch_run(
-                X_train, train[1], X_test, test[1], 10, args.threads, 1
-            ).items():
-                report(f"{name}, 10 epochs", r)
+            singles.update(torch_fit(X_train, train[1], X_test, test[1], 10, args.threads))
         except ImportError:
             print("torch not installed (pip install 'sparsebed[bench]'): skipped")
-    seconds, model = timed(
-        lambda: SGDClassifier(loss="log_loss", alpha=1e-6, max_iter=20, tol=None,
-                              random_state=0).fit(X_train, train[1]),
-        1,
-    )
-    report("SGDClassifier(log_loss, alpha=1e-6), 20 epochs",
-           dict(fit=seconds, accuracy=float(model.score(X_test, test[1])),
-                tokens_per_s_thread=X_train.nnz * 20 * len(model.classes_) / seconds))
-    if not args.skip_logreg:
-        seconds, model = timed(lambda: LogisticRegression(C=10, max_iter=1000).fit(X_train, train[1]), 1)
-        report("LogisticRegression(C=10)", dict(
-            fit=seconds, accuracy=float(model.score(X_test, test[1])), tokens_per_s_thread=float("nan")))
+    singles.update(sklearn_fits(X_train, train[1], X_test, test[1], logreg=not args.skip_logreg))
+    for r, (name, fit) in enumerate(singles.items()):
+        peers[name] = (fit, [r % args.repeat])
+
+    modes = sorted({(10, False), (10, True), (args.epochs, False)})
+    names = {(epochs, det): f"sparsebed EmbeddingClassifier dim {DIM}, {epochs} epochs"
+             + (", deterministic" if det else "") for epochs, det in modes}
+    runs = {name: [] for name in list(names.values()) + list(peers)}  # (seconds, accuracy, tokens/s/thread)
+    for seed in range(args.repeat):
+        for epochs, deterministic in modes:
+            seconds, model = timed(lambda: EmbeddingClassifier(
+                n_components=DIM, max_iter=epochs, n_jobs=args.threads, random_state=seed,
+                deterministic=deterministic,
+            ).fit(X_train, train[1]))  # fmt: skip
+            runs[names[epochs, deterministic]].append(
+                (seconds, float(model.score(X_test, test[1])),
+                 X_train.nnz * epochs / seconds / args.threads)
+            )
+        for name, (fit, rounds) in peers.items():
+            if seed in rounds:
+                runs[name].append(fit())
+        print(f"round {seed + 1} of {args.repeat} done", flush=True)
+
+    results = {}
+    for name, fits in runs.items():
+        seconds, accuracy, _ = np.median(np.array(fits), axis=0)
+        results[name] = dict(fit=float(seconds), accuracy=float(accuracy), fits=[f[0] for f in fits],
+                             accuracies=[f[1] for f in fits],
+                             tokens_per_s_thread=float(np.median([f[2] for f in fits])))
+        print(f"{name:60} accuracy {accuracy:.4f}  fit {seconds:7.2f} s  "
+              f"{results[name]['tokens_per_s_thread'] / 1e6:6.2f} M tokens/s/thread")
+    paired = np.array(results[names[10, True]]["fits"]) / np.array(results[names[10, False]]["fits"])
+    print(f"deterministic / lock-free, fit by fit: {np.round(paired, 2)}, median {np.median(paired):.2f}")
 
     out = {"machine": machine(), "threads": args.threads, "vectorise_s": vectorise,
            "peak_rss_mb": peak_rss_mb(), "results": results,
@@ -239,11 +247,11 @@ def plot(results, path):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for name, r in results.items():
-        colour = "C0" if name.startswith("sparsebed") else None
-        ax.scatter(r["fit"], r["accuracy"], s=60, color=colour)
-        ax.annotate(name, (r["fit"], r["accuracy"]), fontsize=7, xytext=(5, 3),
-                    textcoords="offset points")
+    for i, (name, r) in enumerate(results.items()):
+        ours = name.startswith("sparsebed")
+        ax.scatter(r["fit"], r["accuracy"], s=110 if ours else 60, marker="*" if ours else "o",
+                   color=f"C{i}", label=name)
+    ax.legend(fontsize=7, loc="lower left")
     ax.set_xscale("log")
     ax.set_xlabel("fit time (s, log scale)")
     ax.set_ylabel("test accuracy")
