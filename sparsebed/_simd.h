@@ -149,12 +149,19 @@ static inline void sb_prefetch(const void *p) {
     SB_KEEP();
 }
 
+/* PREFETCH(address) for each cache line of the bytes [p, p + n). */
+#define SB_EACH_LINE(p, n, PREFETCH)                                               \
+    do {                                                                           \
+        const char *c_ = (const char *)(p);                                        \
+        ptrdiff_t b_;                                                              \
+        for (b_ = 0; b_ < (n); b_ += 64) PREFETCH(c_ + b_);                        \
+        if ((n) > 0) PREFETCH(c_ + (n) - 1);                                       \
+    } while (0)
+#define SB_PREFETCHW(a) __asm__ __volatile__("prefetchw %0" : : "m"(*(a)))
+
 /* Prefetch the bytes [p, p + n): the arrays of a sample a few steps ahead. */
 static inline void sb_prefetch_bytes(const void *p, ptrdiff_t n) {
-    const char *c = (const char *)p;
-    ptrdiff_t b;
-    for (b = 0; b < n; b += 64) SB_PREFETCH(c + b);
-    if (n > 0) SB_PREFETCH(c + n - 1);
+    SB_EACH_LINE(p, n, SB_PREFETCH);
     SB_KEEP();
 }
 
@@ -163,11 +170,8 @@ static inline void sb_prefetch_bytes(const void *p, ptrdiff_t n) {
  * to give up its copy. Where the CPU lacks the instruction, a plain prefetch. */
 static inline void sb_prefetch_bytes_w(const void *p, ptrdiff_t n) {
 #if SB_X86_DISPATCH
-    const char *c = (const char *)p;
-    ptrdiff_t b;
     if (sb_has_prefetchw) {
-        for (b = 0; b < n; b += 64) __asm__ __volatile__("prefetchw %0" : : "m"(c[b]));
-        if (n > 0) __asm__ __volatile__("prefetchw %0" : : "m"(c[n - 1]));
+        SB_EACH_LINE(p, n, SB_PREFETCHW);
         return;
     }
 #endif
