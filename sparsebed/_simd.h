@@ -14,7 +14,8 @@
  * Loops:
  *   bag_rows    out[i] = scale_i * sum_k data[k] * W[indices[k]] for rows
  *               [row0, row1) of a CSR matrix, scale_i by the combiner; checks
- *               every row's extent and indices before reading W. Columns are
+ *               the rows' extents and indices before reading W (all in one
+ *               vectorised pass; row by row only if that fails). Columns are
  *               done in strips of up to 8 vectors whose sums stay in
  *               registers; the rows of W named a few entries ahead are
  *               prefetched.
@@ -110,7 +111,7 @@ SB_DEFINE_SCALE(f32, float)
 SB_DEFINE_SCALE(f64, double)
 
 /* Whether row [start, end) lies inside indices and names only rows of W. */
-#define SB_DEFINE_ROW_OK(IN, INDEX)                                                \
+#define SB_DEFINE_ROW_OK(IN, INDEX, UINDEX)                                        \
 static inline int sb_row_ok_##IN(const INDEX *indices, ptrdiff_t start,           \
                                  ptrdiff_t end, ptrdiff_t nnz,                     \
                                  ptrdiff_t n_features) {                           \
@@ -119,9 +120,26 @@ static inline int sb_row_ok_##IN(const INDEX *indices, ptrdiff_t start,         
     for (k = start; k < end; k++)                                                  \
         if ((size_t)indices[k] >= (size_t)n_features) return 0;                    \
     return 1;                                                                      \
+}                                                                                  \
+/* Whether rows [row0, row1) all are: their extents ascend inside indices,      \
+ * and the largest index (as unsigned, so negatives are large) names a row of   \
+ * W. The loop has no exit, so the compiler vectorises it. */                      \
+static inline int sb_rows_ok_##IN(const INDEX *indices, const INDEX *indptr,      \
+                                  ptrdiff_t row0, ptrdiff_t row1, ptrdiff_t nnz,  \
+                                  ptrdiff_t n_features) {                         \
+    ptrdiff_t i, k;                                                                \
+    UINDEX largest = 0;                                                            \
+    if (indptr[row0] < 0 || indptr[row1] > nnz) return 0;                          \
+    for (i = row0; i < row1; i++)                                                  \
+        if (indptr[i + 1] < indptr[i]) return 0;                                   \
+    for (k = (ptrdiff_t)indptr[row0]; k < (ptrdiff_t)indptr[row1]; k++) {          \
+        const UINDEX u = (UINDEX)indices[k];                                       \
+        largest = u > largest ? u : largest;                                       \
+    }                                                                              \
+    return indptr[row1] == indptr[row0] || (size_t)largest < (size_t)n_features;   \
 }
-SB_DEFINE_ROW_OK(i32, int32_t)
-SB_DEFINE_ROW_OK(i64, int64_t)
+SB_DEFINE_ROW_OK(i32, int32_t, uint32_t)
+SB_DEFINE_ROW_OK(i64, int64_t, uint64_t)
 
 /* GCC takes __builtin_prefetch for a const builtin: a function whose only
  * effect is to prefetch counts as const, and a call to it is deleted,
@@ -182,37 +200,41 @@ static inline void sb_prefetch_bytes_w(const void *p, ptrdiff_t n) {
 
 /* Sum over entries k in [K0, K1) of XK * W[IDX[k], j : j + NV*L] into
  * OUT[j : j + NV*L], for every strip of NV vectors that fits in the
- * remaining columns. The NV sums live in registers; XK is an expression of k. */
-#define SB_STRIPS(NV, W, D, IDX, K0, K1, KEND, NFEAT, XK, OUT)                     \
+ * remaining columns. The NV sums live in registers; XK is an expression of k.
+ * The strip of W named by the entry pf ahead is prefetched while k + pf is
+ * below KEND: the entries [K0, KEND) must all have been checked to name rows
+ * of W, so the loop itself checks nothing. */
+#define SB_STRIPS(NV, W, D, IDX, K0, K1, KEND, XK, OUT)                            \
     for (; j + (NV) * L <= (D); j += (NV) * L) {                                   \
         vec acc[NV];                                                               \
         ptrdiff_t k, b;                                                            \
-        for (b = 0; b < (NV); b++) acc[b] = zero;                                  \
         const ptrdiff_t pf = SB_AHEAD((NV) * (ptrdiff_t)sizeof(vec));              \
-        for (k = (K0); k < (K1); k++) {                                            \
-            const vec *w = (const vec *)((W) + (ptrdiff_t)(IDX)[k] * (D) + j);     \
-            const real x = (real)(XK);                                             \
-            if (k + pf < (KEND)) {                                                 \
-                size_t ahead = (size_t)(IDX)[k + pf];                              \
-                if (ahead < (size_t)(NFEAT)) {                                     \
-                    const char *p = (const char *)((W) + ahead * (D) + j);         \
-                    for (b = 0; b < (ptrdiff_t)((NV) * sizeof(vec)); b += 64)      \
-                        SB_PREFETCH(p + b);                                        \
-                }                                                                  \
-            }                                                                      \
-            for (b = 0; b < (NV); b++) acc[b] += x * w[b];                         \
+        const ptrdiff_t mid = (K1) < (KEND) - pf ? (K1) : (KEND) - pf;             \
+        for (b = 0; b < (NV); b++) acc[b] = zero;                                  \
+        for (k = (K0); k < mid; k++) {                                             \
+            const char *p = (const char *)((W) + (ptrdiff_t)(IDX)[k + pf] * (D) + j); \
+            for (b = 0; b < (ptrdiff_t)((NV) * sizeof(vec)); b += 64)              \
+                SB_PREFETCH(p + b);                                                \
+            SB_STRIP_ADD(NV, W, D, IDX, XK);                                       \
         }                                                                          \
+        for (; k < (K1); k++) SB_STRIP_ADD(NV, W, D, IDX, XK);                     \
         for (b = 0; b < (NV); b++) ((vec *)((OUT) + j))[b] = acc[b];               \
     }
+#define SB_STRIP_ADD(NV, W, D, IDX, XK)                                            \
+    do {                                                                           \
+        const vec *w = (const vec *)((W) + (ptrdiff_t)(IDX)[k] * (D) + j);         \
+        const real x = (real)(XK);                                                 \
+        for (b = 0; b < (NV); b++) acc[b] += x * w[b];                             \
+    } while (0)
 
 /* All columns of one bag: strips of 8, 4, 2, 1 vectors, then single numbers. */
-#define SB_BAG(W, D, IDX, K0, K1, KEND, NFEAT, XK, OUT)                           \
+#define SB_BAG(W, D, IDX, K0, K1, KEND, XK, OUT)                                   \
     do {                                                                           \
         ptrdiff_t j = 0;                                                           \
-        SB_STRIPS(8, W, D, IDX, K0, K1, KEND, NFEAT, XK, OUT)                      \
-        SB_STRIPS(4, W, D, IDX, K0, K1, KEND, NFEAT, XK, OUT)                      \
-        SB_STRIPS(2, W, D, IDX, K0, K1, KEND, NFEAT, XK, OUT)                      \
-        SB_STRIPS(1, W, D, IDX, K0, K1, KEND, NFEAT, XK, OUT)                      \
+        SB_STRIPS(8, W, D, IDX, K0, K1, KEND, XK, OUT)                             \
+        SB_STRIPS(4, W, D, IDX, K0, K1, KEND, XK, OUT)                             \
+        SB_STRIPS(2, W, D, IDX, K0, K1, KEND, XK, OUT)                             \
+        SB_STRIPS(1, W, D, IDX, K0, K1, KEND, XK, OUT)                             \
         for (; j < (D); j++) {                                                     \
             real acc1 = 0;                                                         \
             ptrdiff_t k;                                                           \
@@ -321,20 +343,25 @@ ATTR static ptrdiff_t sb_bag_rows_##ISA##_##RN##_##IN##_##DN(                   
         ptrdiff_t row0, ptrdiff_t row1, int combiner, REAL *out) {                 \
     SB_VEC_TYPES(REAL, VB)                                                         \
     ptrdiff_t i, bad = -1;                                                         \
+    /* The rows are checked together in one pass; only when that fails is   \
+     * each checked alone, to find the bad ones. Entries are read up to      \
+     * checked_end, the end of what was checked. */                             \
+    const int all_ok = sb_rows_ok_##IN(indices, indptr, row0, row1, nnz, n_features); \
     for (i = row0; i < row1; i++) {                                                \
         REAL *o = out + i * d;                                                     \
         ptrdiff_t start = (ptrdiff_t)indptr[i], end = (ptrdiff_t)indptr[i + 1];    \
+        ptrdiff_t checked_end = all_ok ? (ptrdiff_t)indptr[row1] : end;            \
         double s;                                                                  \
-        if (!sb_row_ok_##IN(indices, start, end, nnz, n_features)) {               \
+        if (!all_ok && !sb_row_ok_##IN(indices, start, end, nnz, n_features)) {    \
             memset(o, 0, (size_t)d * sizeof(REAL));                                \
             bad = i;                                                               \
             continue;                                                              \
         }                                                                          \
         s = sb_scale_##DN(combiner, data, start, end);                             \
         if (s == 1.0)                                                              \
-            SB_BAG(W, d, indices, start, end, nnz, n_features, data[k], o);        \
+            SB_BAG(W, d, indices, start, end, checked_end, data[k], o);            \
         else                                                                       \
-            SB_BAG(W, d, indices, start, end, nnz, n_features, (double)data[k] * s, o); \
+            SB_BAG(W, d, indices, start, end, checked_end, (double)data[k] * s, o); \
     }                                                                              \
     return bad;                                                                    \
 }
@@ -344,7 +371,7 @@ ATTR static void sb_bag_values_##ISA##_##RN##_##IN(                             
         const REAL *W, ptrdiff_t d, const INDEX *idx, const REAL *vals,            \
         ptrdiff_t n, REAL *h) {                                                    \
     SB_VEC_TYPES(REAL, VB)                                                         \
-    SB_BAG(W, d, idx, 0, n, n, PTRDIFF_MAX, vals[k], h);                           \
+    SB_BAG(W, d, idx, 0, n, n, vals[k], h);                                        \
 }                                                                                  \
 ATTR static void sb_scatter_##ISA##_##RN##_##IN(                                   \
         REAL *W, ptrdiff_t d, const INDEX *idx, const REAL *decay,                 \
