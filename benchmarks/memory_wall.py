@@ -22,6 +22,7 @@ from _common import machine, median_time, save_results  # noqa: E402
 from transform import torch, torch_rate, zipf_csr  # noqa: E402
 
 import sparsebed  # noqa: E402
+from sparsebed._base import aligned_array  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DIM = 64
@@ -38,7 +39,7 @@ def rates(X, W):
 
 def main():
     X = zipf_csr().astype(np.float32)
-    W = np.random.default_rng(1).standard_normal((X.shape[1], DIM)).astype(np.float32)
+    W = aligned_array(np.random.default_rng(1).standard_normal((X.shape[1], DIM)), np.float32)
     if torch is not None:
         torch.set_num_threads(1)
     print(f"machine: {machine()}; float32, dim {DIM}, one thread\n")

@@ -11,7 +11,10 @@ thread count, every method computes the same ``X @ W`` in the same process;
 each figure is the median of several runs, in G (non-zeros x dimension) per
 second, and the ratios are against the peers measured in that run. Peers:
 scipy ``X @ W`` (one thread) and ``torch.nn.functional.embedding_bag(...,
-mode="sum", per_sample_weights=..., include_last_offset=True)``.
+mode="sum", per_sample_weights=..., include_last_offset=True)``, all reading
+the same table ``W``, which starts on a cache line as the tables of
+sparsebed's estimators do (numpy's own 16-byte alignment makes every
+library slower on wide rows, whose vector loads then straddle cache lines).
 
 Writes ``benchmarks/results/transform.json`` and ``benchmarks/transform.png``.
 """
@@ -28,6 +31,7 @@ from _common import load_debian_text, machine, median_time, peak_rss_mb, save_re
 
 import sparsebed  # noqa: E402
 from sparsebed import _kernels  # noqa: E402
+from sparsebed._base import aligned_array  # noqa: E402
 
 try:
     import torch
@@ -74,7 +78,7 @@ def measure(X, dim, dtype, threads, repeat):
     """G (nnz x dim)/s of each method, and sparsebed's extra memory beyond its output."""
     rng = np.random.default_rng(1)
     X = X.astype(dtype)
-    W = rng.standard_normal((X.shape[1], dim)).astype(dtype)
+    W = aligned_array(rng.standard_normal((X.shape[1], dim)), dtype)
     work = X.nnz * dim / 1e9
     result = {}
     if torch is not None:

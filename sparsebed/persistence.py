@@ -63,6 +63,7 @@ from numpy.lib import format as npy_format
 from sklearn.utils.validation import check_is_fitted
 
 from . import __version__
+from ._base import aligned_array
 from .classifier import EmbeddingClassifier
 from .embedding import SparseEmbedding
 
@@ -614,7 +615,7 @@ def _float_array(npz, key, dtype, ndim):
         )
     if not np.isfinite(array).all():
         raise _Invalid(f"{key} holds NaN or infinite values")
-    return np.require(array, requirements=["C", "W", "O"])
+    return aligned_array(array, dtype)  # a writable copy on a cache line, as fit makes them
 
 
 def _is_int(value):

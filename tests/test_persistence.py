@@ -235,12 +235,15 @@ def test_training_continues_identically_after_load():
         assert_identical(getattr(restored, name), getattr(clf, name))
 
 
-def test_loaded_arrays_are_private_writeable_copies(fitted_classifier):
+def test_loaded_arrays_are_private_writeable_copies_on_a_cache_line(fitted_classifier):
+    # As fit makes them: rows that start on a cache line are read whole and
+    # shared by no two training threads.
     clf, X, blob = fitted_classifier
     restored = load(io.BytesIO(blob))
     for name in ("embeddings_", "coef_", "intercept_"):
         array = getattr(restored, name)
         assert array.flags.writeable and array.flags.c_contiguous
+        assert array.ctypes.data % 64 == 0, name
         assert not np.shares_memory(array, getattr(clf, name))
 
 
