@@ -11,14 +11,25 @@ import numpy as np
 
 def median_time(func, repeat=5, warmup=1):
     """Median wall time of ``func()`` over ``repeat`` calls, after ``warmup`` calls."""
-    for _ in range(warmup):
-        func()
-    times = []
+    return median_times({"func": func}, repeat, warmup)["func"]
+
+
+def median_times(funcs, repeat=5, warmup=1):
+    """Median wall time of each callable in the dict ``funcs``, by name.
+
+    The callables take turns, one call each per round, so that a spell of the
+    host running slow falls on all of them, not on whichever ran then.
+    """
+    for func in funcs.values():
+        for _ in range(warmup):
+            func()
+    times = {name: [] for name in funcs}
     for _ in range(repeat):
-        tic = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - tic)
-    return float(np.median(times))
+        for name, func in funcs.items():
+            tic = time.perf_counter()
+            func()
+            times[name].append(time.perf_counter() - tic)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def peak_rss_mb():

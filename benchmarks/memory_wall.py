@@ -7,7 +7,7 @@ Usage::
 The Zipf workload of ``transform.py`` (float32, dim 64, one thread) with its
 column indices folded into the first ``n`` rows of the table, for ``n`` from
 a table that fits in L1 to the full 64 MB one: sparsebed and torch's
-``embedding_bag`` side by side, medians of several runs in G (non-zeros x
+``embedding_bag`` taking turns, medians of several runs in G (non-zeros x
 dimension) per second. When both fall together as the table leaves the
 cache, the limit is the memory system, not either kernel. Writes
 ``benchmarks/results/memory_wall.json``.
@@ -18,8 +18,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import machine, median_time, save_results  # noqa: E402
-from transform import torch, torch_rate, zipf_csr  # noqa: E402
+from _common import machine, save_results  # noqa: E402
+from transform import rates, torch, zipf_csr  # noqa: E402
 
 import sparsebed  # noqa: E402
 from sparsebed._base import aligned_array  # noqa: E402
@@ -28,26 +28,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DIM = 64
 
 
-def rates(X, W):
-    """G (nnz x dim)/s of sparsebed and of torch (if installed) on ``X @ W``."""
-    work = X.nnz * W.shape[1] / 1e9
-    out = {"sparsebed": work / median_time(lambda: sparsebed.embedding_sum(X, W), 7)}
-    if torch is not None:
-        out["torch"] = torch_rate(X, W, 7)
-    return out
-
-
 def main():
     X = zipf_csr().astype(np.float32)
     W = aligned_array(np.random.default_rng(1).standard_normal((X.shape[1], DIM)), np.float32)
-    if torch is not None:
-        torch.set_num_threads(1)
     print(f"machine: {machine()}; float32, dim {DIM}, one thread\n")
     rows = []
     for n_rows in (256, 4096, 16384, 65536, 131072, X.shape[1]):
         Xn = X.copy()
         Xn.indices = Xn.indices % n_rows
-        row = {"table_rows": n_rows, "table_mb": n_rows * DIM * 4 / 2**20, **rates(Xn, W)}
+        row = {"table_rows": n_rows, "table_mb": n_rows * DIM * 4 / 2**20, **rates(Xn, W, 1, 7)}
         rows.append(row)
         line = f"table {row['table_mb']:7.2f} MB: sparsebed {row['sparsebed']:6.2f} G/s"
         if "torch" in row:

@@ -8,8 +8,9 @@ Workloads: a Zipf-distributed bag-of-words CSR matrix (200,000 rows, 2**18
 features, about 40 non-zeros per row), and, with ``--debian``, the TF-IDF
 matrix of the Debian text task. For each dtype, embedding dimension and
 thread count, every method computes the same ``X @ W`` in the same process;
-each figure is the median of several runs, in G (non-zeros x dimension) per
-second, and the ratios are against the peers measured in that run. Peers:
+each figure is the median of several runs (sparsebed and torch taking turns,
+so that a slow spell of the host falls on both), in G (non-zeros x dimension)
+per second, and the ratios are against the peers measured in that run. Peers:
 scipy ``X @ W`` (one thread) and ``torch.nn.functional.embedding_bag(...,
 mode="sum", per_sample_weights=..., include_last_offset=True)``, all reading
 the same table ``W``, which starts on a cache line as the tables of
@@ -27,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import load_debian_text, machine, median_time, peak_rss_mb, save_results  # noqa: E402
+from _common import load_debian_text, machine, median_time, median_times, peak_rss_mb, save_results  # noqa: E402
 
 import sparsebed  # noqa: E402
 from sparsebed import _kernels  # noqa: E402
@@ -58,8 +59,8 @@ def debian_tfidf(path):
     return TfidfVectorizer(sublinear_tf=True, min_df=2, dtype=np.float32).fit_transform(texts)
 
 
-def torch_rate(X, W, repeat):
-    """G (nnz x dim)/s of torch's embedding_bag computing ``X @ W`` (sum, weighted)."""
+def torch_embedding_bag(X, W):
+    """A callable computing ``X @ W`` with torch's embedding_bag (sum, weighted)."""
     indices, weight, offsets, values = (
         torch.from_numpy(a) for a in (X.indices.astype(np.int64), W, X.indptr.astype(np.int64), X.data)
     )
@@ -71,7 +72,19 @@ def torch_rate(X, W, repeat):
                 per_sample_weights=values, include_last_offset=True,
             )  # fmt: skip
 
-    return X.nnz * W.shape[1] / 1e9 / median_time(run_torch, repeat)
+    return run_torch
+
+
+def rates(X, W, threads, repeat):
+    """G (nnz x dim)/s of sparsebed and torch (if installed), taking turns."""
+    funcs = {"sparsebed": lambda: sparsebed.embedding_sum(X, W, n_jobs=threads)}
+    if torch is not None:
+        # torch.set_num_threads also sets the OpenMP thread limit that
+        # sparsebed's n_jobs respects: give both the same number.
+        torch.set_num_threads(threads)
+        funcs["torch"] = torch_embedding_bag(X, W)
+    work = X.nnz * W.shape[1] / 1e9
+    return {name: work / t for name, t in median_times(funcs, repeat).items()}
 
 
 def measure(X, dim, dtype, threads, repeat):
@@ -79,24 +92,14 @@ def measure(X, dim, dtype, threads, repeat):
     rng = np.random.default_rng(1)
     X = X.astype(dtype)
     W = aligned_array(rng.standard_normal((X.shape[1], dim)), dtype)
-    work = X.nnz * dim / 1e9
-    result = {}
-    if torch is not None:
-        # torch.set_num_threads also sets the OpenMP thread limit that
-        # sparsebed's n_jobs respects: give both the same number.
-        torch.set_num_threads(threads)
-    result["sparsebed"] = work / median_time(
-        lambda: sparsebed.embedding_sum(X, W, n_jobs=threads), repeat
-    )
+    result = rates(X, W, threads, repeat)
     tracemalloc.start()
     out = sparsebed.embedding_sum(X, W, n_jobs=threads)
     result["sparsebed_extra_mb"] = (tracemalloc.get_traced_memory()[1] - out.nbytes) / 2**20
     tracemalloc.stop()
     del out
     if threads == 1:
-        result["scipy"] = work / median_time(lambda: X @ W, max(2, repeat // 2))
-    if torch is not None:
-        result["torch"] = torch_rate(X, W, repeat)
+        result["scipy"] = X.nnz * dim / 1e9 / median_time(lambda: X @ W, max(2, repeat // 2))
     return result
 
 
