@@ -9,11 +9,6 @@ import time
 import numpy as np
 
 
-def median_time(func, repeat=5, warmup=1):
-    """Median wall time of ``func()`` over ``repeat`` calls, after ``warmup`` calls."""
-    return median_times({"func": func}, repeat, warmup)["func"]
-
-
 def median_times(funcs, repeat=5, warmup=1):
     """Median wall time of each callable in the dict ``funcs``, by name.
 

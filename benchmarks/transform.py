@@ -8,8 +8,8 @@ Workloads: a Zipf-distributed bag-of-words CSR matrix (200,000 rows, 2**18
 features, about 40 non-zeros per row), and, with ``--debian``, the TF-IDF
 matrix of the Debian text task. For each dtype, embedding dimension and
 thread count, every method computes the same ``X @ W`` in the same process;
-each figure is the median of several runs (sparsebed and torch taking turns,
-so that a slow spell of the host falls on both), in G (non-zeros x dimension)
+each figure is the median of several runs (the methods taking turns, so
+that a slow spell of the host falls on all of them), in G (non-zeros x dimension)
 per second, and the ratios are against the peers measured in that run. Peers:
 scipy ``X @ W`` (one thread) and ``torch.nn.functional.embedding_bag(...,
 mode="sum", per_sample_weights=..., include_last_offset=True)``, all reading
@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import load_debian_text, machine, median_time, median_times, peak_rss_mb, save_results  # noqa: E402
+from _common import load_debian_text, machine, median_times, peak_rss_mb, save_results  # noqa: E402
 
 import sparsebed  # noqa: E402
 from sparsebed import _kernels  # noqa: E402
@@ -75,14 +75,16 @@ def torch_embedding_bag(X, W):
     return run_torch
 
 
-def rates(X, W, threads, repeat):
-    """G (nnz x dim)/s of sparsebed and torch (if installed), taking turns."""
+def rates(X, W, threads, repeat, scipy=False):
+    """G (nnz x dim)/s of sparsebed, torch (if installed) and, if asked, scipy, taking turns."""
     funcs = {"sparsebed": lambda: sparsebed.embedding_sum(X, W, n_jobs=threads)}
     if torch is not None:
         # torch.set_num_threads also sets the OpenMP thread limit that
         # sparsebed's n_jobs respects: give both the same number.
         torch.set_num_threads(threads)
         funcs["torch"] = torch_embedding_bag(X, W)
+    if scipy:
+        funcs["scipy"] = lambda: X @ W
     work = X.nnz * W.shape[1] / 1e9
     return {name: work / t for name, t in median_times(funcs, repeat).items()}
 
@@ -92,14 +94,12 @@ def measure(X, dim, dtype, threads, repeat):
     rng = np.random.default_rng(1)
     X = X.astype(dtype)
     W = aligned_array(rng.standard_normal((X.shape[1], dim)), dtype)
-    result = rates(X, W, threads, repeat)
+    # scipy's X @ W runs on one thread: it is measured beside the others then.
+    result = rates(X, W, threads, repeat, scipy=threads == 1)
     tracemalloc.start()
     out = sparsebed.embedding_sum(X, W, n_jobs=threads)
     result["sparsebed_extra_mb"] = (tracemalloc.get_traced_memory()[1] - out.nbytes) / 2**20
     tracemalloc.stop()
-    del out
-    if threads == 1:
-        result["scipy"] = X.nnz * dim / 1e9 / median_time(lambda: X @ W, max(2, repeat // 2))
     return result
 
 
