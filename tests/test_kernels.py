@@ -402,6 +402,32 @@ def test_kernels_report_malformed_row_without_reading_out_of_bounds(case, index_
         np.testing.assert_allclose(out[:first], expected[:first], rtol=1e-12)
 
 
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_bad_rows_among_many_leave_every_other_row_right(index_dtype):
+    # The kernel checks a block of rows at once and only a failing block row
+    # by row: the good rows of a failing block and the blocks around it must
+    # come out as if the bad rows were absent.
+    n_features = 50
+    X = sp.random(300, n_features, density=0.2, format="csr", random_state=3)
+    X.indices = X.indices.astype(index_dtype)
+    X.indptr = X.indptr.astype(index_dtype)
+    bad_rows = [150, 151, 260]
+    assert all(X.indptr[i + 1] > X.indptr[i] for i in bad_rows)
+    X.indices[X.indptr[150]] = n_features
+    X.indices[X.indptr[151 + 1] - 1] = -1
+    X.indices[X.indptr[260]] = n_features + 7
+    good = X.copy()
+    for i in bad_rows:
+        good.data[good.indptr[i] : good.indptr[i + 1]] = 0.0
+        good.indices[good.indptr[i] : good.indptr[i + 1]] = 0
+    W = np.random.default_rng(4).normal(size=(n_features, 20))
+    expected = reference.embedding_sum(good, W, "sum")
+    for n_threads in (1, 2):
+        out, bad = kernel_embedding_sum(X, W, "sum", n_threads)
+        assert bad in bad_rows
+        np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+
+
 def test_first_bad_row_reports_the_first():
     X = valid_matrix()
     assert _kernels.first_bad_row(X.indices, X.indptr, 10) == -1
