@@ -121,8 +121,8 @@ static inline int sb_row_ok_##IN(const INDEX *indices, ptrdiff_t start,         
         if ((size_t)indices[k] >= (size_t)n_features) return 0;                    \
     return 1;                                                                      \
 }                                                                                  \
-/* Whether rows [row0, row1) all are: their extents ascend inside indices,      \
- * and the largest index (as unsigned, so negatives are large) names a row of   \
+/* Whether rows [row0, row1) all are: their extents ascend inside indices,         \
+ * and the largest index (as unsigned, so negatives are large) names a row of      \
  * W. The loop has no exit, so the compiler vectorises it. */                      \
 static inline int sb_rows_ok_##IN(const INDEX *indices, const INDEX *indptr,      \
                                   ptrdiff_t row0, ptrdiff_t row1, ptrdiff_t nnz,  \
@@ -343,9 +343,9 @@ ATTR static ptrdiff_t sb_bag_rows_##ISA##_##RN##_##IN##_##DN(                   
         ptrdiff_t row0, ptrdiff_t row1, int combiner, REAL *out) {                 \
     SB_VEC_TYPES(REAL, VB)                                                         \
     ptrdiff_t i, bad = -1;                                                         \
-    /* The rows are checked together in one pass; only when that fails is   \
-     * each checked alone, to find the bad ones. Entries are read up to      \
-     * checked_end, the end of what was checked. */                             \
+    /* The rows are checked together in one pass; only when that fails is          \
+     * each checked alone, to find the bad ones. Entries are read up to            \
+     * checked_end, the end of what was checked. */                                \
     const int all_ok = sb_rows_ok_##IN(indices, indptr, row0, row1, nnz, n_features); \
     for (i = row0; i < row1; i++) {                                                \
         REAL *o = out + i * d;                                                     \
