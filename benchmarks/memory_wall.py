@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _common import machine, save_results  # noqa: E402
 from transform import rates, torch, zipf_csr  # noqa: E402
 
-from sparsebed._base import aligned_array  # noqa: E402
+from sparsebed._ops import aligned_array  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DIM = 64

@@ -32,7 +32,7 @@ from _common import load_debian_text, machine, median_times, peak_rss_mb, save_r
 
 import sparsebed  # noqa: E402
 from sparsebed import _kernels  # noqa: E402
-from sparsebed._base import aligned_array  # noqa: E402
+from sparsebed._ops import aligned_array  # noqa: E402
 
 try:
     import torch

@@ -9,35 +9,21 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._config import _n_threads
-from ._ops import COMBINERS, check_structure, check_vectors, csr_arrays, sum_rows, to_csr
+from ._ops import (
+    COMBINERS,
+    aligned_array,
+    check_structure,
+    check_vectors,
+    csr_arrays,
+    sum_rows,
+    to_csr,
+)
 
 DEFAULT_N_COMPONENTS = 64
 
 # A dense X with more entries than this is worth a warning: it is converted
 # to CSR on every call, and a sparse matrix would skip that copy.
 LARGE_DENSE = 10_000_000
-
-# Bytes of a cache line: the trained arrays start on one (see `aligned_array`).
-CACHE_LINE = 64
-
-
-def aligned_array(a, dtype):
-    """A C-contiguous copy of ``a`` as ``dtype`` whose data starts on a cache line.
-
-    With several threads the SGD kernels write different rows of the table
-    and the head at once; when a row of 16 float32 (8 float64) numbers or a
-    multiple of that starts on a cache line, no two threads write one line,
-    which measured 10 % faster on two cores than numpy's 16-byte alignment.
-    """
-    a = np.asarray(a)
-    dtype = np.dtype(dtype)
-    nbytes = a.size * dtype.itemsize
-    buffer = np.empty(nbytes + CACHE_LINE, dtype=np.uint8)
-    start = -buffer.ctypes.data % CACHE_LINE
-    out = buffer[start : start + nbytes].view(dtype).reshape(a.shape)
-    out[...] = a
-    return out
-
 
 # Parameters of the embedding table, shared by both estimators.
 TABLE_CONSTRAINTS = {

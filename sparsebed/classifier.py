@@ -12,8 +12,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from . import _kernels
-from ._base import TABLE_CONSTRAINTS, EmbeddingTableMixin, aligned_array
+from ._base import TABLE_CONSTRAINTS, EmbeddingTableMixin
 from ._config import _n_threads
+from ._ops import aligned_array
 
 # Standard deviation, times 1/sqrt(n_components), of the random starting table.
 INIT_SCALE = 0.3

@@ -63,7 +63,7 @@ from numpy.lib import format as npy_format
 from sklearn.utils.validation import check_is_fitted
 
 from . import __version__
-from ._base import aligned_array
+from ._ops import aligned_array
 from .classifier import EmbeddingClassifier
 from .embedding import SparseEmbedding
 

@@ -102,3 +102,6 @@ def test_csr_input_is_used_without_a_copy():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < out.nbytes + 0.1 * X.data.nbytes
+    # ... which starts on a cache line, so that its rows' vector stores do
+    # not straddle two lines.
+    assert out.ctypes.data % 64 == 0 and out.flags.c_contiguous and out.flags.writeable
