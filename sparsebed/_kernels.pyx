@@ -526,7 +526,11 @@ def embedding_sum(
     if n_rows == 0:
         return -1, True
 
-    for block in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
+    # Threads take blocks as they finish the last ones: where one core runs
+    # slower (a busy neighbour), the other takes more. Each row is summed by
+    # one thread in the same order, so the result is the same either way.
+    for block in prange(n_blocks, nogil=True, schedule="dynamic", chunksize=4,
+                        num_threads=n_threads):
         row0 = block * ROW_BLOCK
         row1 = min(row0 + ROW_BLOCK, n_rows)
         bad = _bag_rows(
