@@ -9,18 +9,19 @@ import time
 import numpy as np
 
 
-def median_times(funcs, repeat=5, warmup=1):
+def median_times(funcs, repeat=5):
     """Median wall time of each callable in the dict ``funcs``, by name.
 
-    The callables take turns, one call each per round, so that a spell of the
-    host running slow falls on all of them, not on whichever ran then.
+    The callables take turns, so that a spell of the host running slow falls
+    on all of them, not on whichever ran then. In its turn each is called
+    twice and the second call timed: it finds the caches as its own call
+    left them, as when one library is called again and again, not as the
+    other library left them.
     """
-    for func in funcs.values():
-        for _ in range(warmup):
-            func()
     times = {name: [] for name in funcs}
     for _ in range(repeat):
         for name, func in funcs.items():
+            func()
             tic = time.perf_counter()
             func()
             times[name].append(time.perf_counter() - tic)

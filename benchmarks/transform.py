@@ -9,7 +9,8 @@ features, about 40 non-zeros per row), and, with ``--debian``, the TF-IDF
 matrix of the Debian text task. For each dtype, embedding dimension and
 thread count, every method computes the same ``X @ W`` in the same process;
 each figure is the median of several runs (the methods taking turns, so
-that a slow spell of the host falls on all of them), in G (non-zeros x dimension)
+that a slow spell of the host falls on all of them, each timed on the second
+of two calls in its turn), in G (non-zeros x dimension)
 per second, and the ratios are against the peers measured in that run. Peers:
 scipy ``X @ W`` (one thread) and ``torch.nn.functional.embedding_bag(...,
 mode="sum", per_sample_weights=..., include_last_offset=True)``, all reading
@@ -108,7 +109,7 @@ def main():
     parser.add_argument("--debian", help="path of the full Debian corpus (optional)")
     parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
     args = parser.parse_args()
-    repeat = 3 if args.quick else 7
+    repeat = 3 if args.quick else 5
     dims = [16, 64, 256] if args.quick else [16, 32, 64, 128, 256]
     workloads = {"zipf": zipf_csr(n_rows=50_000 if args.quick else 200_000)}
     if args.debian:
