@@ -110,33 +110,32 @@ static inline double sb_scale_##DN(int combiner, const DATA *data,              
 SB_DEFINE_SCALE(f32, float)
 SB_DEFINE_SCALE(f64, double)
 
-/* Whether row [start, end) lies inside indices and names only rows of W. */
+/* Whether row [start, end) lies inside indices and names only rows of W: the
+ * largest index (as unsigned, so negatives are large) does. The loop has no
+ * exit, so the compiler vectorises it. */
 #define SB_DEFINE_ROW_OK(IN, INDEX, UINDEX)                                        \
 static inline int sb_row_ok_##IN(const INDEX *indices, ptrdiff_t start,           \
                                  ptrdiff_t end, ptrdiff_t nnz,                     \
                                  ptrdiff_t n_features) {                           \
+    UINDEX largest = 0;                                                            \
     ptrdiff_t k;                                                                   \
     if (start < 0 || end < start || end > nnz) return 0;                           \
-    for (k = start; k < end; k++)                                                  \
-        if ((size_t)indices[k] >= (size_t)n_features) return 0;                    \
-    return 1;                                                                      \
-}                                                                                  \
-/* Whether rows [row0, row1) all are: their extents ascend inside indices,         \
- * and the largest index (as unsigned, so negatives are large) names a row of      \
- * W. The loop has no exit, so the compiler vectorises it. */                      \
-static inline int sb_rows_ok_##IN(const INDEX *indices, const INDEX *indptr,      \
-                                  ptrdiff_t row0, ptrdiff_t row1, ptrdiff_t nnz,  \
-                                  ptrdiff_t n_features) {                         \
-    ptrdiff_t i, k;                                                                \
-    UINDEX largest = 0;                                                            \
-    if (indptr[row0] < 0 || indptr[row1] > nnz) return 0;                          \
-    for (i = row0; i < row1; i++)                                                  \
-        if (indptr[i + 1] < indptr[i]) return 0;                                   \
-    for (k = (ptrdiff_t)indptr[row0]; k < (ptrdiff_t)indptr[row1]; k++) {          \
+    for (k = start; k < end; k++) {                                                \
         const UINDEX u = (UINDEX)indices[k];                                       \
         largest = u > largest ? u : largest;                                       \
     }                                                                              \
-    return indptr[row1] == indptr[row0] || (size_t)largest < (size_t)n_features;   \
+    return start == end || (size_t)largest < (size_t)n_features;                  \
+}                                                                                  \
+/* Whether rows [row0, row1) all are: their extents ascend, and the entries    \
+ * from the first's start to the last's end make one good row. */                 \
+static inline int sb_rows_ok_##IN(const INDEX *indices, const INDEX *indptr,      \
+                                  ptrdiff_t row0, ptrdiff_t row1, ptrdiff_t nnz,  \
+                                  ptrdiff_t n_features) {                         \
+    ptrdiff_t i;                                                                   \
+    for (i = row0; i < row1; i++)                                                  \
+        if (indptr[i + 1] < indptr[i]) return 0;                                   \
+    return sb_row_ok_##IN(indices, (ptrdiff_t)indptr[row0], (ptrdiff_t)indptr[row1], \
+                          nnz, n_features);                                        \
 }
 SB_DEFINE_ROW_OK(i32, int32_t, uint32_t)
 SB_DEFINE_ROW_OK(i64, int64_t, uint64_t)
