@@ -10,8 +10,8 @@ matrix of the Debian text task. For each dtype, embedding dimension and
 thread count, every method computes the same ``X @ W`` in the same process;
 each figure is the median of several runs (the methods taking turns, so
 that a slow spell of the host falls on all of them, each timed on the second
-of two calls in its turn), in G (non-zeros x dimension)
-per second, and the ratios are against the peers measured in that run. Peers:
+of two calls in its turn), in G (non-zeros x dimension) per second, and the
+ratios are against the peers measured in that run. Peers:
 scipy ``X @ W`` (one thread) and ``torch.nn.functional.embedding_bag(...,
 mode="sum", per_sample_weights=..., include_last_offset=True)``, all reading
 the same table ``W``, which starts on a cache line as the tables of
