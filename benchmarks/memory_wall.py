@@ -8,9 +8,10 @@ The Zipf workload of ``transform.py`` (float32, dim 64, one thread) with its
 column indices folded into the first ``n`` rows of the table, for ``n`` from
 a table that fits in L1 to the full 64 MB one: sparsebed and torch's
 ``embedding_bag`` taking turns, medians of several runs in G (non-zeros x
-dimension) per second. When both fall together as the table leaves the
-cache, the limit is the memory system, not either kernel. Writes
-``benchmarks/results/memory_wall.json``.
+dimension) per second, beside the ceiling of any kernel (``ceiling.py``: the
+same rows loaded, nothing computed). When all three fall together as the
+table leaves the cache, the limit is the memory system, not either kernel.
+Writes ``benchmarks/results/memory_wall.json``.
 """
 import os
 import sys
@@ -35,11 +36,14 @@ def main():
     for n_rows in (256, 4096, 16384, 65536, 131072, X.shape[1]):
         Xn = X.copy()
         Xn.indices = Xn.indices % n_rows
-        row = {"table_rows": n_rows, "table_mb": n_rows * DIM * 4 / 2**20, **rates(Xn, W, 1, 7)}
+        row = {"table_rows": n_rows, "table_mb": n_rows * DIM * 4 / 2**20}
+        row.update(rates(Xn, W, 1, 7, ceiling=True))
         rows.append(row)
         line = f"table {row['table_mb']:7.2f} MB: sparsebed {row['sparsebed']:6.2f} G/s"
         if "torch" in row:
             line += f", torch {row['torch']:6.2f} ({row['sparsebed'] / row['torch']:.2f}x)"
+        if "ceiling" in row:
+            line += f", ceiling {row['ceiling']:6.2f} ({row['sparsebed'] / row['ceiling']:.2f})"
         print(line, flush=True)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     save_results(

@@ -30,6 +30,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import load_debian_text, machine, median_times, peak_rss_mb, save_results  # noqa: E402
+from ceiling import rows_ceiling  # noqa: E402
 
 import sparsebed  # noqa: E402
 from sparsebed import _kernels  # noqa: E402
@@ -76,8 +77,12 @@ def torch_embedding_bag(X, W):
     return run_torch
 
 
-def rates(X, W, threads, repeat, scipy=False):
-    """G (nnz x dim)/s of sparsebed, torch (if installed) and, if asked, scipy, taking turns."""
+def rates(X, W, threads, repeat, scipy=False, ceiling=False):
+    """G (nnz x dim)/s of sparsebed, torch (if installed) and, if asked, scipy, taking turns.
+
+    With ``ceiling``, also the ceiling of any kernel (see ``ceiling.py``): the
+    rate of the faster of its two loops that only load the rows.
+    """
     funcs = {"sparsebed": lambda: sparsebed.embedding_sum(X, W, n_jobs=threads)}
     if torch is not None:
         # torch.set_num_threads also sets the OpenMP thread limit that
@@ -86,17 +91,22 @@ def rates(X, W, threads, repeat, scipy=False):
         funcs["torch"] = torch_embedding_bag(X, W)
     if scipy:
         funcs["scipy"] = lambda: X @ W
+    loads = rows_ceiling(X, W, threads) if ceiling else {}
+    funcs.update(loads)
     work = X.nnz * W.shape[1] / 1e9
-    return {name: work / t for name, t in median_times(funcs, repeat).items()}
+    result = {name: work / t for name, t in median_times(funcs, repeat).items()}
+    if loads:
+        result["ceiling"] = max(result.pop(name) for name in loads)
+    return result
 
 
-def measure(X, dim, dtype, threads, repeat):
+def measure(X, dim, dtype, threads, repeat, ceiling=False):
     """G (nnz x dim)/s of each method, and sparsebed's extra memory beyond its output."""
     rng = np.random.default_rng(1)
     X = X.astype(dtype)
     W = aligned_array(rng.standard_normal((X.shape[1], dim)), dtype)
     # scipy's X @ W runs on one thread: it is measured beside the others then.
-    result = rates(X, W, threads, repeat, scipy=threads == 1)
+    result = rates(X, W, threads, repeat, scipy=threads == 1, ceiling=ceiling)
     tracemalloc.start()
     out = sparsebed.embedding_sum(X, W, n_jobs=threads)
     result["sparsebed_extra_mb"] = (tracemalloc.get_traced_memory()[1] - out.nbytes) / 2**20
@@ -122,7 +132,8 @@ def main():
         for dtype in (np.float32, np.float64):
             for dim in dims:
                 for threads in (1, 2):
-                    r = measure(X, dim, dtype, threads, repeat)
+                    # The float32 targets are weighed against the ceiling.
+                    r = measure(X, dim, dtype, threads, repeat, ceiling=dtype == np.float32)
                     r.update(workload=name, dtype=np.dtype(dtype).name, dim=dim, threads=threads)
                     rows.append(r)
                     line = (
@@ -133,6 +144,8 @@ def main():
                         line += f", torch {r['torch']:6.2f} ({r['sparsebed'] / r['torch']:.2f}x)"
                     if "scipy" in r:
                         line += f", scipy {r['scipy']:6.2f} ({r['sparsebed'] / r['scipy']:.2f}x)"
+                    if "ceiling" in r:
+                        line += f", ceiling {r['ceiling']:6.2f} ({r['sparsebed'] / r['ceiling']:.2f})"
                     print(line + f", extra memory {r['sparsebed_extra_mb']:.2f} MiB", flush=True)
 
     # Each instruction set compiled in, one thread, float32, on the Zipf workload.

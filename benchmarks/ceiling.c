@@ -1,0 +1,97 @@
+/* The ceiling of any embedding-sum kernel on a given matrix and table: the
+ * rate at which this machine delivers the rows of W that the matrix names, in
+ * the matrix's order. Every cache line of every named row is loaded into a
+ * register and nothing is computed, so a kernel that reads them in the same
+ * order and must also multiply and add them cannot be faster. Two orders
+ * (see load_rows), each with the lines of an entry a few ahead prefetched or
+ * not: ceiling.py takes the fastest of the four. A table row must be at
+ * least 64 bytes.
+ *
+ * Compiled by ceiling.py with the host's C compiler, -O3 -march=native
+ * -fopenmp: its widest vector load is a bound for every instruction set. */
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__AVX512F__)
+#define VB 64
+#elif defined(__AVX__)
+#define VB 32
+#else
+#define VB 16
+#endif
+typedef char vec __attribute__((vector_size(VB), aligned(1)));
+
+/* Load the 64 bytes at p into registers and keep them: the compiler may not
+ * drop the loads, and no instruction waits for them. */
+static inline void load_line(const char *p) {
+    int b;
+    for (b = 0; b < 64; b += VB) {
+        vec v = *(const vec *)(p + b);
+        __asm__ __volatile__("" : : "x"(v));
+    }
+}
+
+/* Entries ahead that sparsebed prefetches for a strip of this many bytes. */
+static ptrdiff_t ahead(ptrdiff_t strip_bytes) {
+    ptrdiff_t a = 4096 / strip_bytes;
+    return a > 32 ? 32 : a < 2 ? 2 : a;
+}
+
+/* For each strip of NL lines at line j that fits in a row, the strip of the
+ * row each entry [s, e) names, prefetching the strip of the entry pf ahead
+ * while that is below kend. NL is a constant, so the loops over a strip's
+ * lines unroll. */
+#define LOAD_STRIPS(NL)                                                            \
+    for (; j + (NL) <= lines; j += (NL)) {                                         \
+        const ptrdiff_t pf = prefetch ? ahead(64 * (NL)) : 0;                      \
+        for (k = s; k < e; k++) {                                                  \
+            const char *w = W + (ptrdiff_t)indices[k] * row_bytes + 64 * j;        \
+            if (pf && k + pf < kend) {                                             \
+                const char *p = W + (ptrdiff_t)indices[k + pf] * row_bytes + 64 * j; \
+                for (b = 0; b < (NL); b++) __builtin_prefetch(p + 64 * b);         \
+            }                                                                      \
+            for (b = 0; b < (NL); b++) load_line(w + 64 * b);                      \
+        }                                                                          \
+    }
+
+/* The entries [s, e) in strips of up to `widest` lines (8 or 16). */
+static inline void load_entries(const char *W, ptrdiff_t row_bytes, const int32_t *indices,
+                                ptrdiff_t s, ptrdiff_t e, ptrdiff_t kend, int widest,
+                                int prefetch) {
+    const ptrdiff_t lines = row_bytes / 64;
+    ptrdiff_t j = 0, k, b;
+    if (widest == 16) LOAD_STRIPS(16)
+    LOAD_STRIPS(8)
+    LOAD_STRIPS(4)
+    LOAD_STRIPS(2)
+    LOAD_STRIPS(1)
+    if (row_bytes % 64) /* the row's last bytes */
+        for (k = s; k < e; k++)
+            load_line(W + (ptrdiff_t)indices[k] * row_bytes + row_bytes - 64);
+}
+
+/* Rows [r0, r1) of the matrix. Order 0 is sparsebed's: for each row, strips
+ * of up to 8 lines (512 bytes) of the table's rows, one strip at a time over
+ * the row's entries. Order 1 takes the table's rows whole (strips of up to
+ * 16 lines), entry after entry, over all the rows' entries at once. */
+static void load_rows(const char *W, ptrdiff_t row_bytes, const int32_t *indices,
+                      const int32_t *indptr, ptrdiff_t r0, ptrdiff_t r1, int order,
+                      int prefetch) {
+    ptrdiff_t i;
+    if (order == 1) {
+        load_entries(W, row_bytes, indices, indptr[r0], indptr[r1], indptr[r1], 16, prefetch);
+        return;
+    }
+    for (i = r0; i < r1; i++)
+        load_entries(W, row_bytes, indices, indptr[i], indptr[i + 1], indptr[r1], 8, prefetch);
+}
+
+void rows_ceiling(const char *W, ptrdiff_t row_bytes, const int32_t *indices,
+                  const int32_t *indptr, ptrdiff_t n_rows, int order, int prefetch,
+                  int threads) {
+    ptrdiff_t r0;
+#pragma omp parallel for schedule(dynamic, 4) num_threads(threads)
+    for (r0 = 0; r0 < n_rows; r0 += 64)
+        load_rows(W, row_bytes, indices, indptr, r0, r0 + 64 < n_rows ? r0 + 64 : n_rows,
+                  order, prefetch);
+}

@@ -1,0 +1,69 @@
+"""The ceiling of any embedding-sum kernel: the rows of ``W`` loaded, nothing computed.
+
+``rows_ceiling(X, W, threads)`` returns callables that load every cache line
+of every row of ``W`` that ``X`` names, in ``X``'s order, and compute nothing
+(``ceiling.c``): in sparsebed's order (strips of up to 512 bytes of the rows
+of one row of ``X`` at a time) or whole rows, each with and without
+prefetching rows a few entries ahead. A kernel that reads the rows in either
+order and also multiplies and adds them cannot beat the fastest of the four,
+so where a target asks for more than that rate, such a kernel cannot meet it. The C file is compiled once per process with the host's compiler
+(``cc``, or ``$CC``) for the host's widest vectors; without a compiler the
+benchmarks leave the ceiling out.
+"""
+import ctypes
+import os
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+_library = None
+
+
+def _compiled():
+    """The compiled ``ceiling.c`` as a ctypes library, or None without a C compiler."""
+    global _library
+    if _library is None:
+        cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+        if cc is None:
+            return None
+        path = os.path.join(tempfile.mkdtemp(prefix="sparsebed-ceiling-"), "ceiling.so")
+        subprocess.run(
+            [cc, "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC",
+             os.path.join(HERE, "ceiling.c"), "-o", path],
+            check=True,
+        )  # fmt: skip
+        _library = ctypes.CDLL(path)
+        _library.rows_ceiling.restype = None
+        _library.rows_ceiling.argtypes = [
+            ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_void_p, ctypes.c_void_p,
+            ctypes.c_ssize_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+        ]  # fmt: skip
+    return _library
+
+
+def rows_ceiling(X, W, threads):
+    """Callables loading the rows ``X`` names, by name: two orders, with and without prefetch.
+
+    ``X`` is a CSR matrix with int32 ``indices`` and ``indptr`` (as scipy
+    makes them for these workloads) and ``W`` a C-contiguous table whose rows
+    take at least 64 bytes. Returns an empty dict without a C compiler.
+    """
+    lib = _compiled()
+    if lib is None:
+        return {}
+    row_bytes = W.shape[1] * W.itemsize
+    if X.indices.dtype != np.int32 or X.indptr.dtype != np.int32:
+        raise ValueError("rows_ceiling takes int32 indices and indptr.")
+    if row_bytes < 64 or not W.flags.c_contiguous or X.shape[1] != W.shape[0]:
+        raise ValueError("rows_ceiling takes a C-contiguous table of rows of 64 bytes or more.")
+    args = (W.ctypes.data, row_bytes, X.indices.ctypes.data, X.indptr.ctypes.data, X.shape[0])
+    return {
+        f"{order}, {'' if prefetch else 'no '}prefetch": (
+            lambda o=o, prefetch=prefetch: lib.rows_ceiling(*args, o, prefetch, threads)
+        )
+        for o, order in enumerate(("strips", "whole rows"))
+        for prefetch in (1, 0)
+    }
