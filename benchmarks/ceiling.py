@@ -6,9 +6,10 @@ of every row of ``W`` that ``X`` names, in ``X``'s order, and compute nothing
 of one row of ``X`` at a time) or whole rows, each with and without
 prefetching rows a few entries ahead. A kernel that reads the rows in either
 order and also multiplies and adds them cannot beat the fastest of the four,
-so where a target asks for more than that rate, such a kernel cannot meet it. The C file is compiled once per process with the host's compiler
-(``cc``, or ``$CC``) for the host's widest vectors; without a compiler the
-benchmarks leave the ceiling out.
+so where a target asks for more than that rate, such a kernel cannot meet
+it. The C file is compiled once per process with the host's compiler (``cc``,
+or ``$CC``) for the host's widest vectors; without a compiler the benchmarks
+leave the ceiling out.
 """
 import ctypes
 import os

@@ -145,7 +145,8 @@ def main():
                     if "scipy" in r:
                         line += f", scipy {r['scipy']:6.2f} ({r['sparsebed'] / r['scipy']:.2f}x)"
                     if "ceiling" in r:
-                        line += f", ceiling {r['ceiling']:6.2f} ({r['sparsebed'] / r['ceiling']:.2f})"
+                        share = r["sparsebed"] / r["ceiling"]
+                        line += f", ceiling {r['ceiling']:6.2f} ({share:.2f})"
                     print(line + f", extra memory {r['sparsebed_extra_mb']:.2f} MiB", flush=True)
 
     # Each instruction set compiled in, one thread, float32, on the Zipf workload.
