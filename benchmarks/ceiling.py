@@ -60,6 +60,16 @@ def rows_ceiling(X, W, threads):
         raise ValueError("rows_ceiling takes int32 indices and indptr.")
     if row_bytes < 64 or not W.flags.c_contiguous or X.shape[1] != W.shape[0]:
         raise ValueError("rows_ceiling takes a C-contiguous table of rows of 64 bytes or more.")
+    # The C loops trust the structure: check it once here, outside the timing.
+    indptr, indices = X.indptr, X.indices
+    used = indices[: max(int(indptr[-1]), 0)]
+    well_formed = (
+        len(indptr) == X.shape[0] + 1 and indptr[0] == 0 and np.all(np.diff(indptr) >= 0)
+        and indptr[-1] <= len(indices)
+        and (used.size == 0 or 0 <= used.min() <= used.max() < W.shape[0])
+    )  # fmt: skip
+    if not well_formed:
+        raise ValueError("rows_ceiling takes a well-formed CSR matrix naming rows of W.")
     args = (W.ctypes.data, row_bytes, X.indices.ctypes.data, X.indptr.ctypes.data, X.shape[0])
     return {
         f"{order}, {'' if prefetch else 'no '}prefetch": (
