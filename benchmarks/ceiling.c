@@ -8,9 +8,12 @@
  * least 64 bytes.
  *
  * Compiled by ceiling.py with the host's C compiler, -O3 -march=native
- * -fopenmp: its widest vector load is a bound for every instruction set. */
+ * -fopenmp, beside sparsebed's _simd.h: its widest vector load is a bound for
+ * every instruction set. */
 #include <stddef.h>
 #include <stdint.h>
+
+#include "_simd.h" /* SB_AHEAD: the entries ahead sparsebed prefetches */
 
 #if defined(__AVX512F__)
 #define VB 64
@@ -31,19 +34,13 @@ static inline void load_line(const char *p) {
     }
 }
 
-/* Entries ahead that sparsebed prefetches for a strip of this many bytes. */
-static ptrdiff_t ahead(ptrdiff_t strip_bytes) {
-    ptrdiff_t a = 4096 / strip_bytes;
-    return a > 32 ? 32 : a < 2 ? 2 : a;
-}
-
 /* For each strip of NL lines at line j that fits in a row, the strip of the
  * row each entry [s, e) names, prefetching the strip of the entry pf ahead
  * while that is below kend. NL is a constant, so the loops over a strip's
  * lines unroll. */
 #define LOAD_STRIPS(NL)                                                            \
     for (; j + (NL) <= lines; j += (NL)) {                                         \
-        const ptrdiff_t pf = prefetch ? ahead(64 * (NL)) : 0;                      \
+        const ptrdiff_t pf = prefetch ? SB_AHEAD(64 * (NL)) : 0;                   \
         for (k = s; k < e; k++) {                                                  \
             const char *w = W + (ptrdiff_t)indices[k] * row_bytes + 64 * j;        \
             if (pf && k + pf < kend) {                                             \

@@ -33,6 +33,7 @@ def _compiled():
         path = os.path.join(tempfile.mkdtemp(prefix="sparsebed-ceiling-"), "ceiling.so")
         subprocess.run(
             [cc, "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC",
+             "-I", os.path.join(HERE, os.pardir, "sparsebed"),
              os.path.join(HERE, "ceiling.c"), "-o", path],
             check=True,
         )  # fmt: skip

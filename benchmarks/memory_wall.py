@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import machine, save_results  # noqa: E402
-from transform import rates, torch, zipf_csr  # noqa: E402
+from transform import describe, rates, torch, zipf_csr  # noqa: E402
 
 from sparsebed._ops import aligned_array  # noqa: E402
 
@@ -39,11 +39,7 @@ def main():
         row = {"table_rows": n_rows, "table_mb": n_rows * DIM * 4 / 2**20}
         row.update(rates(Xn, W, 1, 7, ceiling=True))
         rows.append(row)
-        line = f"table {row['table_mb']:7.2f} MB: sparsebed {row['sparsebed']:6.2f} G/s"
-        if "torch" in row:
-            line += f", torch {row['torch']:6.2f} ({row['sparsebed'] / row['torch']:.2f}x)"
-        if "ceiling" in row:
-            line += f", ceiling {row['ceiling']:6.2f} ({row['sparsebed'] / row['ceiling']:.2f})"
+        line = f"table {row['table_mb']:7.2f} MB: {describe(row)}"
         print(line, flush=True)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     save_results(

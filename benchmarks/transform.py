@@ -81,7 +81,7 @@ def rates(X, W, threads, repeat, scipy=False, ceiling=False):
     """G (nnz x dim)/s of sparsebed, torch (if installed) and, if asked, scipy, taking turns.
 
     With ``ceiling``, also the ceiling of any kernel (see ``ceiling.py``): the
-    rate of the faster of its two loops that only load the rows.
+    rate of the fastest of its loops that only load the rows.
     """
     funcs = {"sparsebed": lambda: sparsebed.embedding_sum(X, W, n_jobs=threads)}
     if torch is not None:
@@ -98,6 +98,17 @@ def rates(X, W, threads, repeat, scipy=False, ceiling=False):
     if loads:
         result["ceiling"] = max(result.pop(name) for name in loads)
     return result
+
+
+def describe(rates):
+    """The figures of ``rates``: sparsebed's, and each other's with sparsebed's ratio to it."""
+    line = f"sparsebed {rates['sparsebed']:6.2f} G/s"
+    for name in ("torch", "scipy"):
+        if name in rates:
+            line += f", {name} {rates[name]:6.2f} ({rates['sparsebed'] / rates[name]:.2f}x)"
+    if "ceiling" in rates:
+        line += f", ceiling {rates['ceiling']:6.2f} ({rates['sparsebed'] / rates['ceiling']:.2f})"
+    return line
 
 
 def measure(X, dim, dtype, threads, repeat, ceiling=False):
@@ -136,17 +147,7 @@ def main():
                     r = measure(X, dim, dtype, threads, repeat, ceiling=dtype == np.float32)
                     r.update(workload=name, dtype=np.dtype(dtype).name, dim=dim, threads=threads)
                     rows.append(r)
-                    line = (
-                        f"{name:6} {r['dtype']:7} dim {dim:3} threads {threads}: "
-                        f"sparsebed {r['sparsebed']:6.2f} G/s"
-                    )
-                    if "torch" in r:
-                        line += f", torch {r['torch']:6.2f} ({r['sparsebed'] / r['torch']:.2f}x)"
-                    if "scipy" in r:
-                        line += f", scipy {r['scipy']:6.2f} ({r['sparsebed'] / r['scipy']:.2f}x)"
-                    if "ceiling" in r:
-                        share = r["sparsebed"] / r["ceiling"]
-                        line += f", ceiling {r['ceiling']:6.2f} ({share:.2f})"
+                    line = f"{name:6} {r['dtype']:7} dim {dim:3} threads {threads}: {describe(r)}"
                     print(line + f", extra memory {r['sparsebed_extra_mb']:.2f} MiB", flush=True)
 
     # Each instruction set compiled in, one thread, float32, on the Zipf workload.
