@@ -222,10 +222,9 @@ def main():
 
     results = {}
     for name, fits in runs.items():
-        seconds, accuracy, _ = np.median(np.array(fits), axis=0)
+        seconds, accuracy, tokens = np.median(np.array(fits), axis=0)
         results[name] = dict(fit=float(seconds), accuracy=float(accuracy), fits=[f[0] for f in fits],
-                             accuracies=[f[1] for f in fits],
-                             tokens_per_s_thread=float(np.median([f[2] for f in fits])))
+                             accuracies=[f[1] for f in fits], tokens_per_s_thread=float(tokens))
         print(f"{name:60} accuracy {accuracy:.4f}  fit {seconds:7.2f} s  "
               f"{results[name]['tokens_per_s_thread'] / 1e6:6.2f} M tokens/s/thread")
     paired = np.array(results[names[10, True]]["fits"]) / np.array(results[names[10, False]]["fits"])
