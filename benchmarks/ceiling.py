@@ -8,8 +8,8 @@ prefetching rows a few entries ahead. A kernel that reads the rows in either
 order and also multiplies and adds them cannot beat the fastest of the four,
 so where a target asks for more than that rate, such a kernel cannot meet
 it. The C file is compiled once per process with the host's compiler (``cc``,
-or ``$CC``) for the host's widest vectors; without a compiler the benchmarks
-leave the ceiling out.
+or ``$CC``) for the host's widest vectors; where it does not compile the
+benchmarks leave the ceiling out.
 """
 import ctypes
 import os
@@ -24,26 +24,31 @@ _library = None
 
 
 def _compiled():
-    """The compiled ``ceiling.c`` as a ctypes library, or None without a C compiler."""
+    """The compiled ``ceiling.c`` as a ctypes library, or None where it cannot be built."""
     global _library
     if _library is None:
+        _library = False  # tried: not again
         cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
         if cc is None:
+            print("no C compiler: the ceiling is left out")
             return None
         path = os.path.join(tempfile.mkdtemp(prefix="sparsebed-ceiling-"), "ceiling.so")
-        subprocess.run(
+        build = subprocess.run(
             [cc, "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC",
              "-I", os.path.join(HERE, os.pardir, "sparsebed"),
              os.path.join(HERE, "ceiling.c"), "-o", path],
-            check=True,
+            capture_output=True, text=True,
         )  # fmt: skip
+        if build.returncode != 0:
+            print(f"ceiling.c did not compile, the ceiling is left out:\n{build.stderr}")
+            return None
         _library = ctypes.CDLL(path)
         _library.rows_ceiling.restype = None
         _library.rows_ceiling.argtypes = [
             ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_void_p, ctypes.c_void_p,
             ctypes.c_ssize_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
         ]  # fmt: skip
-    return _library
+    return _library or None
 
 
 def rows_ceiling(X, W, threads):
@@ -51,7 +56,7 @@ def rows_ceiling(X, W, threads):
 
     ``X`` is a CSR matrix with int32 ``indices`` and ``indptr`` (as scipy
     makes them for these workloads) and ``W`` a C-contiguous table whose rows
-    take at least 64 bytes. Returns an empty dict without a C compiler.
+    take at least 64 bytes. Returns an empty dict where ceiling.c does not compile.
     """
     lib = _compiled()
     if lib is None:
