@@ -1,4 +1,6 @@
 """The embedding sum as a function: validation in Python, the loop in ``_kernels``."""
+import math
+
 import numpy as np
 import scipy.sparse as sp
 from sklearn.utils import check_array
@@ -22,7 +24,7 @@ def aligned_empty(shape, dtype):
     are also never shared by two threads writing them.
     """
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     buffer = np.empty(nbytes + CACHE_LINE, dtype=np.uint8)
     start = -buffer.ctypes.data % CACHE_LINE
     return buffer[start : start + nbytes].view(dtype).reshape(shape)
@@ -42,6 +44,20 @@ def aligned_array(a, dtype):
     return out
 
 
+def is_float_csr(X):
+    """Whether ``X`` is already what the kernels read, so that ``check_array``
+    (``accept_sparse="csr"``, float dtypes) would hand it back unchanged: a
+    2-d scipy CSR matrix or array with float32 or float64 values and at least
+    one column. Its structure is checked by :func:`csr_arrays` and the
+    kernels; skipping ``check_array`` for it saves most of the time of a call
+    on a small batch (about 0.1 ms, against a few microseconds of summing).
+    """
+    return (
+        sp.issparse(X) and X.format == "csr" and X.ndim == 2 and X.shape[1] > 0
+        and X.dtype in (np.float32, np.float64)
+    )  # fmt: skip
+
+
 def check_structure(X):
     """Refuse a malformed sparse ``X`` before scipy converts it.
 
@@ -50,9 +66,7 @@ def check_structure(X):
     write out of bounds. CSR input with float values is not converted and is
     checked by :func:`csr_arrays` instead.
     """
-    if not sp.issparse(X):
-        return
-    if X.format == "csr" and X.dtype in (np.float32, np.float64):
+    if not sp.issparse(X) or is_float_csr(X):
         return
     if X.format in ("csr", "csc"):
         n_major, n_minor = X.shape if X.format == "csr" else X.shape[::-1]
@@ -176,7 +190,17 @@ def to_csr(X):
 
 
 def check_vectors(W, name, finite=True):
-    """A 2-d float32 or float64 C-contiguous table (of finite numbers), named in errors."""
+    """A 2-d float32 or float64 C-contiguous table (of finite numbers), named in errors.
+
+    Without ``finite``, a table that is already so is returned at once: the
+    kernels find any NaN or infinity in the rows they read through their
+    output.
+    """
+    if (
+        not finite and type(W) is np.ndarray and W.ndim == 2 and W.shape[0] > 0
+        and W.shape[1] > 0 and W.dtype in (np.float32, np.float64) and W.flags.c_contiguous
+    ):  # fmt: skip
+        return W
     try:
         return check_array(
             W, dtype=[np.float64, np.float32], order="C", input_name=name,
@@ -265,19 +289,20 @@ def embedding_sum(X, W, *, combiner="sum", n_jobs=None):
            [0.       , 0.       ]], dtype=float32)
     """
     W = check_vectors(W, "W", finite=False)
-    check_structure(X)
     # X and W are checked for NaN and infinity through the result, whose
     # size is X's, not the table's, and its indices by the kernel: passes
     # over X.data, X.indices or a large table would cost more than the sum.
-    X = check_array(
-        X,
-        accept_sparse="csr",
-        dtype=[np.float64, np.float32],
-        ensure_min_samples=0,
-        ensure_all_finite=False,
-        input_name="X",
-    )
-    X = to_csr(X)
+    if not is_float_csr(X):
+        check_structure(X)
+        X = check_array(
+            X,
+            accept_sparse="csr",
+            dtype=[np.float64, np.float32],
+            ensure_min_samples=0,
+            ensure_all_finite=False,
+            input_name="X",
+        )
+        X = to_csr(X)
     if X.shape[1] != W.shape[0]:
         raise ValueError(
             f"X has {X.shape[1]} features but W has {W.shape[0]} rows: they must match."

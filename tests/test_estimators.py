@@ -255,6 +255,18 @@ def test_sparse_embedding_feature_names_out():
     assert list(se.get_feature_names_out()) == [f"sparseembedding{i}" for i in range(12)]
 
 
+@pytest.mark.parametrize("Estimator", [SparseEmbedding, EmbeddingClassifier])
+def test_csr_input_after_fitting_on_named_columns_still_warns(Estimator):
+    # A float CSR matrix skips scikit-learn's validation (it would be handed
+    # back unchanged), but not its warning when the model knows column names.
+    pd = pytest.importorskip("pandas")
+    X, y = make_bags(n_samples=40, n_features=12)
+    frame = pd.DataFrame(X.toarray(), columns=[f"w{i}" for i in range(12)])
+    model = Estimator(n_components=3, random_state=0).fit(frame, y)
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        out = model.transform(X)
+    np.testing.assert_allclose(out, model.transform(frame), rtol=1e-6)
+
 def test_sparse_embedding_transform_checks_n_features_and_accepts_empty():
     X, _ = make_bags(n_samples=10, n_features=30)
     se = SparseEmbedding(n_components=7, random_state=0).fit(X)
