@@ -1,11 +1,12 @@
 /* The ceiling of any embedding-sum kernel on a given matrix and table: the
  * rate at which this machine delivers the rows of W that the matrix names, in
- * the matrix's order. Every cache line of every named row is loaded into a
- * register and nothing is computed, so a kernel that reads them in the same
- * order and must also multiply and add them cannot be faster. Two orders
- * (see load_rows), each with the lines of an entry a few ahead prefetched or
- * not: ceiling.py takes the fastest of the four. A table row must be at
- * least 64 bytes.
+ * the matrix's order, and takes the array of sums. Every cache line of every
+ * named row is loaded into a register, nothing is computed, and every line of
+ * the output is stored (zeros, needing no load), so a kernel that reads the
+ * rows in the same order, multiplies and adds them and writes its sums cannot
+ * be faster. Two orders (see load_rows), each with the lines of an entry a few
+ * ahead prefetched or not: ceiling.py takes the fastest of the four. A table
+ * row must be at least 64 bytes.
  *
  * Compiled by ceiling.py with the host's C compiler, -O3 -march=native
  * -fopenmp, beside sparsebed's _simd.h: its widest vector load is a bound for
@@ -83,12 +84,24 @@ static void load_rows(const char *W, ptrdiff_t row_bytes, const int32_t *indices
         load_entries(W, row_bytes, indices, indptr[i], indptr[i + 1], indptr[r1], 8, prefetch);
 }
 
+/* Zeros into the n bytes at p (whole vectors, then single bytes). */
+static inline void store_zeros(char *p, ptrdiff_t n) {
+    const vec zero = {0};
+    ptrdiff_t b = 0;
+    for (; b + VB <= n; b += VB) *(vec *)(p + b) = zero;
+    for (; b < n; b++) p[b] = 0;
+}
+
+/* Blocks of 64 rows, taken dynamically four at a time as sparsebed's threads
+ * take them: the block's rows of W loaded, then its rows of `out` stored. */
 void rows_ceiling(const char *W, ptrdiff_t row_bytes, const int32_t *indices,
                   const int32_t *indptr, ptrdiff_t n_rows, int order, int prefetch,
-                  int threads) {
+                  int threads, char *out) {
     ptrdiff_t r0;
 #pragma omp parallel for schedule(dynamic, 4) num_threads(threads)
-    for (r0 = 0; r0 < n_rows; r0 += 64)
-        load_rows(W, row_bytes, indices, indptr, r0, r0 + 64 < n_rows ? r0 + 64 : n_rows,
-                  order, prefetch);
+    for (r0 = 0; r0 < n_rows; r0 += 64) {
+        const ptrdiff_t r1 = r0 + 64 < n_rows ? r0 + 64 : n_rows;
+        load_rows(W, row_bytes, indices, indptr, r0, r1, order, prefetch);
+        store_zeros(out + r0 * row_bytes, (r1 - r0) * row_bytes);
+    }
 }

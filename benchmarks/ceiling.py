@@ -1,14 +1,17 @@
-"""The ceiling of any embedding-sum kernel: the rows of ``W`` loaded, nothing computed.
+"""The ceiling of any embedding-sum kernel: the rows of ``W`` loaded and an output
+written, nothing computed.
 
 ``rows_ceiling(X, W, threads)`` returns callables that load every cache line
-of every row of ``W`` that ``X`` names, in ``X``'s order, and compute nothing
-(``ceiling.c``): in sparsebed's order (strips of up to 512 bytes of the rows
-of one row of ``X`` at a time) or whole rows, each with and without
-prefetching rows a few entries ahead. A kernel that reads the rows in either
-order and also multiplies and adds them cannot beat the fastest of the four,
-so where a target asks for more than that rate, such a kernel cannot meet
-it. The C file is compiled once per process with the host's compiler (``cc``,
-or ``$CC``) for the host's widest vectors; where it does not compile the
+of every row of ``W`` that ``X`` names, in ``X``'s order, compute nothing,
+and store zeros into a new ``(n_rows, dim)`` array, as every method measured
+beside them returns a new array of sums (``ceiling.c``). The rows are read
+in sparsebed's order (strips of up to 512 bytes of the rows of one row of
+``X`` at a time) or whole, each with and without prefetching rows a few
+entries ahead. A kernel that reads the rows in either order, also multiplies
+and adds them and returns its sums cannot beat the fastest of the four, so
+where a target asks for more than that rate, such a kernel cannot meet it.
+The C file is compiled once per process with the host's compiler (``cc``, or
+``$CC``) for the host's widest vectors; where it does not compile the
 benchmarks leave the ceiling out.
 """
 import ctypes
@@ -18,6 +21,8 @@ import subprocess
 import tempfile
 
 import numpy as np
+
+from sparsebed._ops import aligned_empty
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 _library = None
@@ -46,13 +51,14 @@ def _compiled():
         _library.rows_ceiling.restype = None
         _library.rows_ceiling.argtypes = [
             ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_void_p, ctypes.c_void_p,
-            ctypes.c_ssize_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+            ctypes.c_ssize_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
         ]  # fmt: skip
     return _library or None
 
 
 def rows_ceiling(X, W, threads):
-    """Callables loading the rows ``X`` names, by name: two orders, with and without prefetch.
+    """Callables loading the rows ``X`` names and returning a new array, by name: two
+    orders, with and without prefetch.
 
     ``X`` is a CSR matrix with int32 ``indices`` and ``indptr`` (as scipy
     makes them for these workloads) and ``W`` a C-contiguous table whose rows
@@ -77,9 +83,16 @@ def rows_ceiling(X, W, threads):
     if not well_formed:
         raise ValueError("rows_ceiling takes a well-formed CSR matrix naming rows of W.")
     args = (W.ctypes.data, row_bytes, X.indices.ctypes.data, X.indptr.ctypes.data, X.shape[0])
+
+    def run(order, prefetch):
+        # A new array each call, on a cache line as sparsebed's sums are.
+        out = aligned_empty((X.shape[0], W.shape[1]), W.dtype)
+        lib.rows_ceiling(*args, order, prefetch, threads, out.ctypes.data)
+        return out
+
     return {
         f"{order}, {'' if prefetch else 'no '}prefetch": (
-            lambda o=o, prefetch=prefetch: lib.rows_ceiling(*args, o, prefetch, threads)
+            lambda o=o, prefetch=prefetch: run(o, prefetch)
         )
         for o, order in enumerate(("strips", "whole rows"))
         for prefetch in (1, 0)
