@@ -9,7 +9,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state, compute_class_weight
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from sklearn.utils.validation import _check_sample_weight
 
 from . import _kernels
 from ._base import TABLE_CONSTRAINTS, EmbeddingTableMixin
@@ -542,8 +542,8 @@ class EmbeddingClassifier(EmbeddingTableMixin, ClassifierMixin, BaseEstimator):
         -------
         y_pred : ndarray of shape (n_samples,), dtype of ``classes_``
         """
-        check_is_fitted(self)
-        return self.classes_[self._scores_to_index(self.decision_function(X))]
+        index = self._scores_to_index(self.decision_function(X))  # checks it is fitted
+        return self.classes_[index]
 
     def predict_proba(self, X):
         """Class probabilities: the sigmoid (two classes) or softmax of the scores.
