@@ -11,7 +11,8 @@ thread count, every method computes the same ``X @ W`` in the same process;
 each figure is the median of several runs (the methods taking turns, so
 that a slow spell of the host falls on all of them, each timed on the second
 of two calls in its turn), in G (non-zeros x dimension) per second, and the
-ratios are against the peers measured in that run. Peers:
+ratios are against the peers measured in that run; then the time of one call
+on small batches (1, 16 and 256 rows). Peers:
 scipy ``X @ W`` (one thread) and ``torch.nn.functional.embedding_bag(...,
 mode="sum", per_sample_weights=..., include_last_offset=True)``, all reading
 the same table ``W``, which starts on a cache line as the tables of
@@ -125,6 +126,36 @@ def measure(X, dim, dtype, threads, repeat, ceiling=False):
     return result
 
 
+def batch_latency(X, sizes=(1, 16, 256), dim=64, repeat=101):
+    """Microseconds per call on the first ``n`` rows of ``X`` for each ``n`` in ``sizes``.
+
+    One thread, float32: a model answering requests one small batch at a
+    time, where the cost of a call besides the sum decides. sparsebed is
+    called both as ``embedding_sum`` and as a fitted ``SparseEmbedding``'s
+    ``transform``; torch gets its tensors made beforehand, as a torch model
+    would hold them.
+    """
+    W = aligned_array(np.random.default_rng(1).standard_normal((X.shape[1], dim)), np.float32)
+    model = sparsebed.SparseEmbedding(init=W).fit(X[:1])
+    if torch is not None:
+        torch.set_num_threads(1)
+    result = []
+    for n in sizes:
+        x = X[:n].astype(np.float32)
+        funcs = {
+            "embedding_sum": lambda x=x: sparsebed.embedding_sum(x, W),
+            "transform": lambda x=x: model.transform(x),
+            "scipy": lambda x=x: x @ W,
+        }
+        if torch is not None:
+            funcs["torch"] = torch_embedding_bag(x, W)
+        times = median_times(funcs, repeat)
+        result.append({"rows": n, **{name: t * 1e6 for name, t in times.items()}})
+        print(f"{n:4} rows: " + ", ".join(f"{k} {v:7.1f} us" for k, v in result[-1].items()
+                                         if k != "rows"), flush=True)
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--debian", help="path of the full Debian corpus (optional)")
@@ -160,6 +191,11 @@ def main():
             print(f"isa {isa:8} dim {dim:3}: {r['sparsebed']:6.2f} G/s", flush=True)
     _kernels.set_simd_isa(None)
 
+    # Small batches, one call each, of the Debian rows if given.
+    latency_workload = "debian" if "debian" in workloads else "zipf"
+    print(f"\nsmall batches of {latency_workload} rows, float32, dim 64, one thread:")
+    latency = batch_latency(workloads[latency_workload], repeat=21 if args.quick else 101)
+
     results = {
         "machine": machine(),
         "config": {k: str(v) for k, v in config.items()},
@@ -168,6 +204,7 @@ def main():
         "peak_rss_mb": peak_rss_mb(),
         "rows": rows,
         "isa_rows": isa_rows,
+        "latency": {"workload": latency_workload, "rows": latency},
     }
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     save_results(os.path.join(HERE, "results", "transform.json"), results)
