@@ -68,22 +68,6 @@ static inline void load_entries(const char *W, ptrdiff_t row_bytes, const int32_
             load_line(W + (ptrdiff_t)indices[k] * row_bytes + row_bytes - 64);
 }
 
-/* Rows [r0, r1) of the matrix. Order 0 is sparsebed's: for each row, strips
- * of up to 8 lines (512 bytes) of the table's rows, one strip at a time over
- * the row's entries. Order 1 takes the table's rows whole (strips of up to
- * 16 lines), entry after entry, over all the rows' entries at once. */
-static void load_rows(const char *W, ptrdiff_t row_bytes, const int32_t *indices,
-                      const int32_t *indptr, ptrdiff_t r0, ptrdiff_t r1, int order,
-                      int prefetch) {
-    ptrdiff_t i;
-    if (order == 1) {
-        load_entries(W, row_bytes, indices, indptr[r0], indptr[r1], indptr[r1], 16, prefetch);
-        return;
-    }
-    for (i = r0; i < r1; i++)
-        load_entries(W, row_bytes, indices, indptr[i], indptr[i + 1], indptr[r1], 8, prefetch);
-}
-
 /* Zeros into the n bytes at p (whole vectors, then single bytes). */
 static inline void store_zeros(char *p, ptrdiff_t n) {
     const vec zero = {0};
@@ -92,8 +76,28 @@ static inline void store_zeros(char *p, ptrdiff_t n) {
     for (; b < n; b++) p[b] = 0;
 }
 
+/* Rows [r0, r1) of the matrix, and their rows of `out`. Order 0 is
+ * sparsebed's: for each row, strips of up to 8 lines (512 bytes) of the
+ * table's rows, one strip at a time over the row's entries, then the row's
+ * output. Order 1 takes the table's rows whole (strips of up to 16 lines),
+ * entry after entry, over all the rows' entries at once, then their output. */
+static void load_rows(const char *W, ptrdiff_t row_bytes, const int32_t *indices,
+                      const int32_t *indptr, ptrdiff_t r0, ptrdiff_t r1, int order,
+                      int prefetch, char *out) {
+    ptrdiff_t i;
+    if (order == 1) {
+        load_entries(W, row_bytes, indices, indptr[r0], indptr[r1], indptr[r1], 16, prefetch);
+        store_zeros(out + r0 * row_bytes, (r1 - r0) * row_bytes);
+        return;
+    }
+    for (i = r0; i < r1; i++) {
+        load_entries(W, row_bytes, indices, indptr[i], indptr[i + 1], indptr[r1], 8, prefetch);
+        store_zeros(out + i * row_bytes, row_bytes);
+    }
+}
+
 /* Blocks of 64 rows, taken dynamically four at a time as sparsebed's threads
- * take them: the block's rows of W loaded, then its rows of `out` stored. */
+ * take them. */
 void rows_ceiling(const char *W, ptrdiff_t row_bytes, const int32_t *indices,
                   const int32_t *indptr, ptrdiff_t n_rows, int order, int prefetch,
                   int threads, char *out) {
@@ -101,7 +105,6 @@ void rows_ceiling(const char *W, ptrdiff_t row_bytes, const int32_t *indices,
 #pragma omp parallel for schedule(dynamic, 4) num_threads(threads)
     for (r0 = 0; r0 < n_rows; r0 += 64) {
         const ptrdiff_t r1 = r0 + 64 < n_rows ? r0 + 64 : n_rows;
-        load_rows(W, row_bytes, indices, indptr, r0, r1, order, prefetch);
-        store_zeros(out + r0 * row_bytes, (r1 - r0) * row_bytes);
+        load_rows(W, row_bytes, indices, indptr, r0, r1, order, prefetch, out);
     }
 }
