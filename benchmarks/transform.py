@@ -221,7 +221,8 @@ def plot(results, path):
     rows = [r for r in results["rows"] if r["workload"] == "zipf"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, dtype in zip(axes, ("float32", "float64")):
-        for method, style in (("sparsebed", "-o"), ("torch", "--s"), ("scipy", ":^")):
+        for method, style in (("sparsebed", "-o"), ("torch", "--s"), ("scipy", ":^"),
+                              ("ceiling", "-.")):
             for threads in (1, 2):
                 pts = [
                     (r["dim"], r[method]) for r in rows
