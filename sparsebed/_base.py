@@ -53,7 +53,8 @@ class EmbeddingTableMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin):
         (see :func:`csr_arrays`).
         """
         if (
-            not reset and y is None and is_float_csr(X) and X.shape[1] == self.n_features_in_
+            not reset and y is None and is_float_csr(X)
+            and X.shape[1] == getattr(self, "n_features_in_", None)
             and not hasattr(self, "feature_names_in_")
         ):  # fmt: skip
             # What validate_data would hand back unchanged, with nothing to
