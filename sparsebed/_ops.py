@@ -68,6 +68,11 @@ def check_structure(X):
     """
     if not sp.issparse(X) or is_float_csr(X):
         return
+    if X.ndim != 2:
+        raise ValueError(
+            f"X must be 2-d, one row per sample, but it is a sparse array of shape {X.shape}: "
+            "reshape it, for example with X.reshape(1, -1) for a single sample."
+        )
     if X.format in ("csr", "csc"):
         n_major, n_minor = X.shape if X.format == "csr" else X.shape[::-1]
         _checked_compressed(X.data, X.indices, X.indptr, n_major, n_minor, X.format.upper())

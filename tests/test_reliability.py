@@ -333,6 +333,18 @@ def test_wrong_number_of_features_is_refused(fitted, name, n_features):
         call(fitted, name, X.toarray())
 
 
+@pytest.mark.parametrize("name", ENTRY_NAMES)
+@pytest.mark.parametrize("fmt", ["csr", "coo"])
+def test_one_dimensional_sparse_array_is_refused_clearly(fitted, name, fmt):
+    try:
+        X = sp.csr_array(np.arange(N_FEATURES, dtype=np.float64)).asformat(fmt)
+    except (TypeError, ValueError):
+        pytest.skip("this scipy has no 1-d sparse arrays (they came in 1.14)")
+    assert X.ndim == 1
+    with pytest.raises(ValueError, match=r"X must be 2-d.*reshape"):
+        call(fitted, name, X)
+
+
 def test_empty_input_transforms_to_empty_output(fitted):
     X, _, se, clf = fitted
     for empty in (X[:0], np.zeros((0, N_FEATURES)), sp.csr_matrix((0, N_FEATURES), dtype=np.float32)):
