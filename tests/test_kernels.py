@@ -172,12 +172,19 @@ def padded(a, before, after, fill):
 # ------------------------------------------------------------ embedding_sum
 
 
+# Tables of at most 256 KB are summed without prefetching, larger ones with.
+TABLE_SIZES = pytest.mark.parametrize("n_features", [40, 10_000], ids=["small", "prefetched"])
+
+
+@TABLE_SIZES
 @pytest.mark.parametrize("combiner", COMBINERS)
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("W_dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("data_dtype", [np.float32, np.float64])
-def test_embedding_sum_matches_reference(data_dtype, W_dtype, index_dtype, combiner):
-    X, W, zeros_always, zeros_mean = forward_problem(data_dtype, W_dtype, index_dtype)
+def test_embedding_sum_matches_reference(data_dtype, W_dtype, index_dtype, combiner, n_features):
+    X, W, zeros_always, zeros_mean = forward_problem(
+        data_dtype, W_dtype, index_dtype, n_features=n_features
+    )
     assert X.indices.dtype == index_dtype and X.indptr.dtype == index_dtype
     zero_rows = zeros_always + (zeros_mean if combiner == "mean" else [])
     stored = [a.copy() for a in (X.data, X.indices, X.indptr)]
@@ -402,13 +409,13 @@ def test_kernels_report_malformed_row_without_reading_out_of_bounds(case, index_
         np.testing.assert_allclose(out[:first], expected[:first], rtol=1e-12)
 
 
+@TABLE_SIZES
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
-def test_bad_rows_among_many_leave_every_other_row_right(index_dtype):
+def test_bad_rows_among_many_leave_every_other_row_right(index_dtype, n_features):
     # The kernel checks a block of rows at once and only a failing block row
     # by row: the good rows of a failing block and the blocks around it must
     # come out as if the bad rows were absent.
-    n_features = 50
-    X = sp.random(300, n_features, density=0.2, format="csr", random_state=3)
+    X = sp.random(300, n_features, density=8 / n_features, format="csr", random_state=3)
     X.indices = X.indices.astype(index_dtype)
     X.indptr = X.indptr.astype(index_dtype)
     bad_rows = [150, 151, 260]

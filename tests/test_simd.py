@@ -26,15 +26,19 @@ def test_default_is_the_widest_supported():
         _kernels.set_simd_isa("sse9")
 
 
+@pytest.mark.parametrize("n_features", [500, 6000])
 @pytest.mark.parametrize("dim", [1, 3, 16, 24, 64, 100, 257])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("combiner", ["sum", "mean", "sqrtn"])
-def test_every_isa_matches_the_reference(isa, dim, dtype, combiner):
-    # Widths that exercise each strip size (8, 4, 2, 1 vectors) and the tail.
+def test_every_isa_matches_the_reference(isa, dim, dtype, combiner, n_features):
+    # Widths that exercise each strip size (8, 4, 2, 1 vectors) and the tail,
+    # on tables small enough to be summed without prefetching and large enough
+    # to be prefetched (above 256 KB).
     rng = np.random.default_rng(dim)
-    X = sp.random(300, 500, density=0.03, format="csr", random_state=dim, dtype=np.float64)
+    X = sp.random(300, n_features, density=15 / n_features, format="csr", random_state=dim,
+                  dtype=np.float64)
     X.data -= 0.3
-    W = rng.standard_normal((500, dim)).astype(dtype)
+    W = rng.standard_normal((n_features, dim)).astype(dtype)
     out = sparsebed.embedding_sum(X, W, combiner=combiner)
     expected = reference.embedding_sum(X, W, combiner)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
