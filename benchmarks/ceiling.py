@@ -15,6 +15,7 @@ The C file is compiled once per process with the host's compiler (``cc``, or
 benchmarks leave the ceiling out.
 """
 import ctypes
+import functools
 import os
 import shutil
 import subprocess
@@ -91,9 +92,7 @@ def rows_ceiling(X, W, threads):
         return out
 
     return {
-        f"{order}, {'' if prefetch else 'no '}prefetch": (
-            lambda o=o, prefetch=prefetch: run(o, prefetch)
-        )
+        f"{order}, {'' if prefetch else 'no '}prefetch": functools.partial(run, o, prefetch)
         for o, order in enumerate(("strips", "whole rows"))
         for prefetch in (1, 0)
     }

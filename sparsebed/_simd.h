@@ -349,15 +349,15 @@ ATTR static ptrdiff_t sb_bag_rows_##ISA##_##RN##_##IN##_##DN(                   
     SB_VEC_TYPES(REAL, VB)                                                         \
     ptrdiff_t i, bad = -1;                                                         \
     /* The rows are checked together in one pass; only when that fails is          \
-     * each checked alone, to find the bad ones. Entries are read ahead up to      \
-     * checked_end, the end of what was checked (0: a small table is not           \
-     * prefetched). */                                                             \
+     * each checked alone, to find the bad ones. The rows of W named by entries   \
+     * up to prefetch_end are prefetched: the end of what was checked, or the     \
+     * row's own start (none) for a table small enough to stay in cache. */       \
     const int all_ok = sb_rows_ok_##IN(indices, indptr, row0, row1, nnz, n_features); \
     const int prefetch = n_features * d * (ptrdiff_t)sizeof(REAL) > SB_PREFETCH_MIN_TABLE; \
     for (i = row0; i < row1; i++) {                                                \
         REAL *o = out + i * d;                                                     \
         ptrdiff_t start = (ptrdiff_t)indptr[i], end = (ptrdiff_t)indptr[i + 1];    \
-        ptrdiff_t checked_end = !prefetch ? 0 : all_ok ? (ptrdiff_t)indptr[row1] : end; \
+        ptrdiff_t prefetch_end = !prefetch ? start : all_ok ? (ptrdiff_t)indptr[row1] : end; \
         double s;                                                                  \
         if (!all_ok && !sb_row_ok_##IN(indices, start, end, nnz, n_features)) {    \
             memset(o, 0, (size_t)d * sizeof(REAL));                                \
@@ -366,9 +366,9 @@ ATTR static ptrdiff_t sb_bag_rows_##ISA##_##RN##_##IN##_##DN(                   
         }                                                                          \
         s = sb_scale_##DN(combiner, data, start, end);                             \
         if (s == 1.0)                                                              \
-            SB_BAG(W, d, indices, start, end, checked_end, data[k], o);            \
+            SB_BAG(W, d, indices, start, end, prefetch_end, data[k], o);           \
         else                                                                       \
-            SB_BAG(W, d, indices, start, end, checked_end, (double)data[k] * s, o); \
+            SB_BAG(W, d, indices, start, end, prefetch_end, (double)data[k] * s, o); \
     }                                                                              \
     return bad;                                                                    \
 }
