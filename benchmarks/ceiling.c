@@ -41,7 +41,7 @@ static inline void load_line(const char *p) {
  * lines unroll. */
 #define LOAD_STRIPS(NL)                                                            \
     for (; j + (NL) <= lines; j += (NL)) {                                         \
-        const ptrdiff_t pf = prefetch ? SB_AHEAD(64 * (NL)) : 0;                   \
+        const ptrdiff_t pf = prefetch ? SB_AHEAD(64 * (NL), row_bytes) : 0;        \
         for (k = s; k < e; k++) {                                                  \
             const char *w = W + (ptrdiff_t)indices[k] * row_bytes + 64 * j;        \
             if (pf && k + pf < kend) {                                             \
