@@ -37,7 +37,7 @@ def main():
         Xn = X.copy()
         Xn.indices = Xn.indices % n_rows
         row = {"table_rows": n_rows, "table_mb": n_rows * DIM * 4 / 2**20}
-        row.update(rates(Xn, W, 1, 7, ceiling=True))
+        row.update(rates(Xn, W, 7, threads=(1,), scipy=False)[1])
         rows.append(row)
         line = f"table {row['table_mb']:7.2f} MB: {describe(row)}"
         print(line, flush=True)

@@ -6,13 +6,14 @@ Usage::
 
 Workloads: a Zipf-distributed bag-of-words CSR matrix (200,000 rows, 2**18
 features, about 40 non-zeros per row), and, with ``--debian``, the TF-IDF
-matrix of the Debian text task. For each dtype, embedding dimension and
-thread count, every method computes the same ``X @ W`` in the same process;
-each figure is the median of several runs (the methods taking turns, so
-that a slow spell of the host falls on all of them, each timed on the second
-of two calls in its turn), in G (non-zeros x dimension) per second, and the
-ratios are against the peers measured in that run; then the time of one call
-on small batches (1, 16 and 256 rows). Peers:
+matrix of the Debian text task. For each dtype and embedding dimension,
+every method computes the same ``X @ W`` in the same process, on one and on
+two threads; each figure is the median of several runs (the methods and
+thread counts taking turns, so that a slow spell of the host falls on all
+of them, each timed on the second of two calls in its turn), in G
+(non-zeros x dimension) per second, and the ratios are against the peers
+and the thread count measured in that run; then the time of one call on
+small batches (1, 16 and 256 rows). Peers:
 scipy ``X @ W`` (one thread) and ``torch.nn.functional.embedding_bag(...,
 mode="sum", per_sample_weights=..., include_last_offset=True)``, all reading
 the same table ``W``, which starts on a cache line as the tables of
@@ -22,6 +23,7 @@ library slower on wide rows, whose vector loads then straddle cache lines).
 Writes ``benchmarks/results/transform.json`` and ``benchmarks/transform.png``.
 """
 import argparse
+import functools
 import os
 import sys
 import tracemalloc
@@ -43,6 +45,7 @@ except ImportError:  # the peers are optional: pip install "sparsebed[bench]"
     torch = None
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+THREADS = (1, 2)
 
 
 def zipf_csr(n_rows=200_000, n_features=2**18, nnz_per_row=40, seed=0):
@@ -78,27 +81,46 @@ def torch_embedding_bag(X, W):
     return run_torch
 
 
-def rates(X, W, threads, repeat, scipy=False, ceiling=False):
-    """G (nnz x dim)/s of sparsebed, torch (if installed) and, if asked, scipy, taking turns.
+def rates(X, W, repeat, threads=THREADS, scipy=True, ceiling=True):
+    """G (nnz x dim)/s of each method at each thread count, all taking turns.
 
-    With ``ceiling``, also the ceiling of any kernel (see ``ceiling.py``): the
-    rate of the fastest of its loops that only load the rows.
+    Returns ``{threads: {method: rate}}``: sparsebed, torch (if installed),
+    scipy (one thread, if asked) and, if asked, the ceiling of any kernel
+    (see ``ceiling.py``): the rate of the fastest of its loops that only load
+    the rows. Every method at every thread count takes its turn in the same
+    rounds, so a slow spell of the host falls on one thread and on two
+    alike, and the scaling from one to two is measured as fairly as the
+    ratios to the peers.
     """
-    funcs = {"sparsebed": lambda: sparsebed.embedding_sum(X, W, n_jobs=threads)}
-    if torch is not None:
-        # torch.set_num_threads also sets the OpenMP thread limit that
-        # sparsebed's n_jobs respects: give both the same number.
-        torch.set_num_threads(threads)
-        funcs["torch"] = torch_embedding_bag(X, W)
+    funcs, loads = {}, set()
+    for t in threads:
+        funcs["sparsebed", t] = functools.partial(sparsebed.embedding_sum, X, W, n_jobs=t)
+        if torch is not None:
+            funcs["torch", t] = torch_embedding_bag(X, W)
+        if ceiling:
+            for name, func in rows_ceiling(X, W, t).items():
+                funcs[name, t] = func
+                loads.add(name)
     if scipy:
-        funcs["scipy"] = lambda: X @ W
-    loads = rows_ceiling(X, W, threads) if ceiling else {}
-    funcs.update(loads)
+        funcs["scipy", 1] = functools.partial(X.__matmul__, W)  # scipy runs on one thread
     work = X.nnz * W.shape[1] / 1e9
-    result = {name: work / t for name, t in median_times(funcs, repeat).items()}
-    if loads:
-        result["ceiling"] = max(result.pop(name) for name in loads)
+    times = median_times({key: functools.partial(_at_threads, key[1], f) for key, f in funcs.items()},
+                         repeat)  # fmt: skip
+    result = {t: {} for t in threads}
+    for (name, t), seconds in times.items():
+        result[t][name] = work / seconds
+    for r in result.values():
+        if loads:
+            r["ceiling"] = max(r.pop(name) for name in loads)
     return result
+
+
+def _at_threads(threads, func):
+    """``func()`` with torch's thread count, which also sets the OpenMP thread
+    limit that sparsebed's ``n_jobs`` respects, set to ``threads`` first."""
+    if torch is not None:
+        torch.set_num_threads(threads)
+    return func()
 
 
 def describe(rates):
@@ -112,17 +134,18 @@ def describe(rates):
     return line
 
 
-def measure(X, dim, dtype, threads, repeat, ceiling=False):
-    """G (nnz x dim)/s of each method, and sparsebed's extra memory beyond its output."""
+def measure(X, dim, dtype, repeat, **options):
+    """``rates`` on ``X`` and a random table, with sparsebed's extra memory beyond
+    its output at each thread count (``options`` go to ``rates``)."""
     rng = np.random.default_rng(1)
     X = X.astype(dtype)
     W = aligned_array(rng.standard_normal((X.shape[1], dim)), dtype)
-    # scipy's X @ W runs on one thread: it is measured beside the others then.
-    result = rates(X, W, threads, repeat, scipy=threads == 1, ceiling=ceiling)
-    tracemalloc.start()
-    out = sparsebed.embedding_sum(X, W, n_jobs=threads)
-    result["sparsebed_extra_mb"] = (tracemalloc.get_traced_memory()[1] - out.nbytes) / 2**20
-    tracemalloc.stop()
+    result = rates(X, W, repeat, **options)
+    for t, r in result.items():
+        tracemalloc.start()
+        out = sparsebed.embedding_sum(X, W, n_jobs=t)
+        r["sparsebed_extra_mb"] = (tracemalloc.get_traced_memory()[1] - out.nbytes) / 2**20
+        tracemalloc.stop()
     return result
 
 
@@ -173,9 +196,7 @@ def main():
     for name, X in workloads.items():
         for dtype in (np.float32, np.float64):
             for dim in dims:
-                for threads in (1, 2):
-                    # The float32 targets are weighed against the ceiling.
-                    r = measure(X, dim, dtype, threads, repeat, ceiling=dtype == np.float32)
+                for threads, r in measure(X, dim, dtype, repeat).items():
                     r.update(workload=name, dtype=np.dtype(dtype).name, dim=dim, threads=threads)
                     rows.append(r)
                     line = f"{name:6} {r['dtype']:7} dim {dim:3} threads {threads}: {describe(r)}"
@@ -186,7 +207,8 @@ def main():
     for isa in _kernels.simd_supported():
         _kernels.set_simd_isa(isa)
         for dim in dims:
-            r = measure(workloads["zipf"], dim, np.float32, 1, repeat)
+            r = measure(workloads["zipf"], dim, np.float32, repeat, threads=(1,), scipy=False,
+                        ceiling=False)[1]  # fmt: skip
             isa_rows.append({"isa": isa, "dim": dim, "sparsebed": r["sparsebed"]})
             print(f"isa {isa:8} dim {dim:3}: {r['sparsebed']:6.2f} G/s", flush=True)
     _kernels.set_simd_isa(None)
