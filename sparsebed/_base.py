@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._config import _n_threads
 from ._ops import (
     COMBINERS,
+    FLOAT_DTYPES,
     aligned_array,
     check_structure,
     check_vectors,
@@ -88,7 +89,7 @@ class EmbeddingTableMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin):
             dtype = np.dtype(self.dtype)
         except TypeError:
             dtype = None
-        if dtype not in (np.float32, np.float64):
+        if dtype not in FLOAT_DTYPES:
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}.")
         return dtype
 

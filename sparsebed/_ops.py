@@ -10,6 +10,9 @@ from ._config import _n_threads
 
 COMBINERS = tuple(_kernels.COMBINERS)
 
+# The dtypes of the tables and sums, and of the values the kernels read.
+FLOAT_DTYPES = (np.float32, np.float64)
+
 
 # Bytes of a cache line: the trained arrays and the embedding sums start on one.
 CACHE_LINE = 64
@@ -54,7 +57,7 @@ def is_float_csr(X):
     """
     return (
         sp.issparse(X) and X.format == "csr" and X.ndim == 2 and X.shape[1] > 0
-        and X.dtype in (np.float32, np.float64)
+        and X.dtype in FLOAT_DTYPES
     )  # fmt: skip
 
 
@@ -203,7 +206,7 @@ def check_vectors(W, name, finite=True):
     """
     if (
         not finite and type(W) is np.ndarray and W.ndim == 2 and W.shape[0] > 0
-        and W.shape[1] > 0 and W.dtype in (np.float32, np.float64) and W.flags.c_contiguous
+        and W.shape[1] > 0 and W.dtype in FLOAT_DTYPES and W.flags.c_contiguous
     ):  # fmt: skip
         return W
     try:
