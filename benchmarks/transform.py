@@ -109,8 +109,8 @@ def rates(X, W, repeat, threads=THREADS, scipy=True, ceiling=True):
     result = {t: {} for t in threads}
     for (name, t), seconds in times.items():
         result[t][name] = work / seconds
-    for r in result.values():
-        if loads:
+    if loads:
+        for r in result.values():
             r["ceiling"] = max(r.pop(name) for name in loads)
     return result
 

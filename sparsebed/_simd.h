@@ -54,7 +54,7 @@
  * A row of W that is one strip prefetches twice as far: every line it
  * prefetches is summed within the next entries, also across rows of X.
  * That is 1.03x-1.13x faster on tables in the L3 cache (float32 dims 64 and
- * 128, float64 dims 32 and 64, one and two threads) and 0.97x-1.06x out of
+ * 128, float64 dims 32 and 64, one and two threads) and 0.98x-1.06x out of
  * it. A row of several strips keeps the shorter distance: what its last
  * entries prefetch (the same strip of the next row of X's entries) is
  * summed only after the row's other strips, and the more of it there is

@@ -267,6 +267,7 @@ def test_csr_input_after_fitting_on_named_columns_still_warns(Estimator):
         out = model.transform(X)
     np.testing.assert_allclose(out, model.transform(frame), rtol=1e-6)
 
+
 def test_sparse_embedding_transform_checks_n_features_and_accepts_empty():
     X, _ = make_bags(n_samples=10, n_features=30)
     se = SparseEmbedding(n_components=7, random_state=0).fit(X)
