@@ -71,6 +71,7 @@ from libc.math cimport exp, log, log1p
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 
 cdef extern from "_openmp.h":
     int SPARSEBED_OPENMP
@@ -217,6 +218,16 @@ def openmp_max_threads():
     Follows ``OMP_NUM_THREADS`` and ``threadpoolctl`` limits.
     """
     return omp_get_max_threads()
+
+
+def address(buffer):
+    """The address of the first byte of a contiguous ``buffer``: an array's
+    ``ctypes.data``, without the ctypes object that takes 1 us to build."""
+    cdef Py_buffer view
+    PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE)
+    cdef size_t start = <size_t>view.buf
+    PyBuffer_Release(&view)
+    return start
 
 
 def simd_isa():
@@ -488,6 +499,24 @@ def has_duplicates(const index_t[::1] indices, const index_t[::1] indptr, Py_ssi
     return found
 
 
+cdef inline void _sum_block(
+    const real_t *W, Py_ssize_t n_features, Py_ssize_t d, const data_t *data,
+    const index_t *indices, const index_t *indptr, Py_ssize_t nnz, Py_ssize_t block,
+    Py_ssize_t n_rows, int combiner, real_t *out, Py_ssize_t *bad_row, bint *finite,
+) noexcept nogil:
+    """Rows of one ROW_BLOCK of the forward kernel, and their check: a bad row
+    goes to ``bad_row[0]``, a value that is not finite clears ``finite[0]``."""
+    cdef Py_ssize_t row0 = block * ROW_BLOCK
+    cdef Py_ssize_t row1 = min(row0 + ROW_BLOCK, n_rows)
+    cdef Py_ssize_t bad = _bag_rows(
+        W, n_features, d, data, indices, indptr, nnz, row0, row1, combiner, out
+    )
+    if bad >= 0:
+        bad_row[0] = bad
+    if not _all_finite(out + row0 * d, (row1 - row0) * d):
+        finite[0] = False
+
+
 def embedding_sum(
     const data_t[::1] data,
     const index_t[::1] indices,
@@ -510,7 +539,7 @@ def embedding_sum(
     cdef Py_ssize_t n_features = W.shape[0]
     cdef Py_ssize_t nnz = indices.shape[0]
     cdef Py_ssize_t n_blocks = (n_rows + ROW_BLOCK - 1) // ROW_BLOCK
-    cdef Py_ssize_t block, row0, row1, bad
+    cdef Py_ssize_t block
     cdef Py_ssize_t bad_row[1]
     cdef bint finite[1]
     cdef const data_t *data_ptr = &data[0] if nnz > 0 else NULL
@@ -526,21 +555,20 @@ def embedding_sum(
     if n_rows == 0:
         return -1, True
 
+    if n_threads == 1 or n_blocks == 1:
+        # Without a team: starting one takes about as long as summing a row.
+        with nogil:
+            for block in range(n_blocks):
+                _sum_block(W_ptr, n_features, d, data_ptr, indices_ptr, &indptr[0], nnz,
+                           block, n_rows, combiner, &out[0, 0], bad_row, finite)
+        return bad_row[0], finite[0]
     # Threads take blocks as they finish the last ones: where one core runs
     # slower (a busy neighbour), the other takes more. Each row is summed by
     # one thread in the same order, so the result is the same either way.
     for block in prange(n_blocks, nogil=True, schedule="dynamic", chunksize=4,
                         num_threads=n_threads):
-        row0 = block * ROW_BLOCK
-        row1 = min(row0 + ROW_BLOCK, n_rows)
-        bad = _bag_rows(
-            W_ptr, n_features, d, data_ptr, indices_ptr, &indptr[0], nnz,
-            row0, row1, combiner, &out[0, 0],
-        )
-        if bad >= 0:
-            bad_row[0] = bad
-        if not _all_finite(&out[row0, 0], (row1 - row0) * d):
-            finite[0] = False
+        _sum_block(W_ptr, n_features, d, data_ptr, indices_ptr, &indptr[0], nnz,
+                   block, n_rows, combiner, &out[0, 0], bad_row, finite)
     return bad_row[0], finite[0]
 
 

@@ -27,10 +27,8 @@ def aligned_empty(shape, dtype):
     are also never shared by two threads writing them.
     """
     dtype = np.dtype(dtype)
-    nbytes = math.prod(shape) * dtype.itemsize
-    buffer = np.empty(nbytes + CACHE_LINE, dtype=np.uint8)
-    start = -buffer.ctypes.data % CACHE_LINE
-    return buffer[start : start + nbytes].view(dtype).reshape(shape)
+    buffer = np.empty(math.prod(shape) * dtype.itemsize + CACHE_LINE, dtype=np.uint8)
+    return np.ndarray(shape, dtype, buffer, -_kernels.address(buffer) % CACHE_LINE)
 
 
 def aligned_array(a, dtype):
