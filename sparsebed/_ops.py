@@ -122,7 +122,9 @@ def _checked_compressed(data, indices, indptr, n_major, n_minor, kind="CSR", sca
     if indices.dtype != indptr.dtype or indices.dtype not in (np.int32, np.int64):
         indices = indices.astype(np.int64)
         indptr = indptr.astype(np.int64)
-    data, indices, indptr = (np.ascontiguousarray(a) for a in (data, indices, indptr))
+    data = np.ascontiguousarray(data)
+    indices = np.ascontiguousarray(indices)
+    indptr = np.ascontiguousarray(indptr)
     if n_major and (indptr[0] != 0 or indptr[-1] != len(indices)):
         raise ValueError(
             f"Malformed {kind} matrix: indptr runs from {indptr[0]} to {indptr[-1]} "
