@@ -250,7 +250,7 @@ static inline void sb_prefetch_bytes_w(const void *p, ptrdiff_t n) {
 
 /* All columns of one bag: strips of 8, 4, 2, 1 vectors, then single numbers.
  * (AVX-512's 32 registers would hold strips of 16: on rows of 1 KB, one strip
- * then, that measured 0.81x-0.86x out of cache and 0.98x-1.06x in it.) */
+ * then, that measured 0.81x-0.86x out of cache and 0.98x-1.00x in it.) */
 #define SB_BAG(W, D, IDX, K0, K1, KEND, XK, OUT)                                   \
     do {                                                                           \
         ptrdiff_t j = 0;                                                           \
