@@ -93,10 +93,11 @@ def rates(X, W, repeat, threads=THREADS, scipy=True, ceiling=True):
     ratios to the peers.
     """
     funcs, loads = {}, set()
+    run_torch = torch_embedding_bag(X, W) if torch is not None else None
     for t in threads:
         funcs["sparsebed", t] = functools.partial(sparsebed.embedding_sum, X, W, n_jobs=t)
-        if torch is not None:
-            funcs["torch", t] = torch_embedding_bag(X, W)
+        if run_torch is not None:
+            funcs["torch", t] = run_torch
         if ceiling:
             for name, func in rows_ceiling(X, W, t).items():
                 funcs[name, t] = func
