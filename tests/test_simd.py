@@ -27,15 +27,16 @@ def test_default_is_the_widest_supported():
 
 
 @pytest.mark.parametrize("n_features", [500, 6000])
-@pytest.mark.parametrize("dim", [1, 3, 8, 16, 24, 32, 64, 100, 128, 257])
+@pytest.mark.parametrize("dim", [1, 2, 3, 4, 8, 16, 24, 32, 64, 100, 128, 257])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("combiner", ["sum", "mean", "sqrtn"])
 def test_every_isa_matches_the_reference(isa, dim, dtype, combiner, n_features):
     # Widths that exercise each strip size (8, 4, 2, 1 vectors) and the tail,
-    # and rows of 1, 2, 4 and 8 whole vectors of every instruction set (each
-    # summed by a loop for that length: dims 8-128 for 16-64 byte vectors), on
-    # tables small enough to be summed without prefetching and large enough
-    # to be prefetched (above 256 KB).
+    # and rows of 1, 2, 4 and 8 whole vectors of every instruction set, each
+    # summed by a loop for that length (dims 2-16 for float64 16-byte vectors,
+    # up to 16-128 for float32 64-byte ones), on tables small enough to be
+    # summed without prefetching and large enough to be prefetched (above
+    # 256 KB).
     rng = np.random.default_rng(dim)
     X = sp.random(300, n_features, density=15 / n_features, format="csr", random_state=dim,
                   dtype=np.float64)
