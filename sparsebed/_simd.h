@@ -17,9 +17,11 @@
  *               the rows' extents and indices before reading W (all in one
  *               vectorised pass; row by row only if that fails). Columns are
  *               done in strips of up to 8 vectors whose sums stay in
- *               registers; the rows of W named a few entries ahead are
- *               prefetched.
- *   bag_values  h = sum_k x[k] * W[idx[k]] for one bag with given values.
+ *               registers (a row of 1, 2, 4 or 8 vectors by a loop compiled
+ *               for that length); the rows of W named a few entries ahead
+ *               are prefetched.
+ *   bag_values  h = sum_k x[k] * W[idx[k]] for one bag with given values
+ *               (the same loops).
  *   scatter     W[idx[k]] = W[idx[k]] * decay[k] - step[k] * dh[k], where dh[k]
  *               is one vector, or row dh_row[k] of a matrix of them.
  *   gemv        z[c] = b[c] + coef[c] . h.
