@@ -1,14 +1,16 @@
-"""The ceiling of any embedding-sum kernel: the rows of ``W`` loaded and an output
-written, nothing computed.
+"""The ceiling of any embedding-sum kernel: the rows of ``W`` and their values
+loaded and an output written, nothing computed.
 
 ``rows_ceiling(X, W, threads)`` returns callables that load every cache line
-of every row of ``W`` that ``X`` names, in ``X``'s order, compute nothing,
-and store zeros into a new ``(n_rows, dim)`` array, as every method measured
-beside them returns a new array of sums (``ceiling.c``). The rows are read
+of every row of ``W`` that ``X`` names, in ``X``'s order, and the value of
+each entry of ``X`` that weights it, compute nothing, and store zeros into a
+new ``(n_rows, dim)`` array, as every method measured beside them returns a
+new array of sums (``ceiling.c``). The rows are read
 in sparsebed's order (strips of up to 512 bytes of the rows of one row of
 ``X`` at a time) or whole, each with and without prefetching rows a few
 entries ahead. A kernel that reads the rows in either order, also multiplies
-and adds them and returns its sums cannot beat the fastest of the four, so
+them by their values, adds them and returns its sums cannot beat the fastest
+of the four, so
 where a target asks for more than that rate, such a kernel cannot meet it.
 The C file is compiled once per process with the host's compiler (``cc``, or
 ``$CC``) for the host's widest vectors; where it does not compile the
@@ -51,8 +53,9 @@ def _compiled():
         _library = ctypes.CDLL(path)
         _library.rows_ceiling.restype = None
         _library.rows_ceiling.argtypes = [
-            ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_void_p, ctypes.c_void_p,
-            ctypes.c_ssize_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
+            ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
+            ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+            ctypes.c_void_p,
         ]  # fmt: skip
     return _library or None
 
@@ -62,8 +65,8 @@ def rows_ceiling(X, W, threads):
     orders, with and without prefetch.
 
     ``X`` is a CSR matrix with int32 ``indices`` and ``indptr`` (as scipy
-    makes them for these workloads) and ``W`` a C-contiguous table whose rows
-    take at least 64 bytes. Returns an empty dict where ceiling.c does not compile.
+    makes them for these workloads) and values of 4 or 8 bytes, and ``W`` a
+    C-contiguous table whose rows take at least 64 bytes. Returns an empty dict where ceiling.c does not compile.
     """
     lib = _compiled()
     if lib is None:
@@ -71,6 +74,8 @@ def rows_ceiling(X, W, threads):
     row_bytes = W.shape[1] * W.itemsize
     if X.indices.dtype != np.int32 or X.indptr.dtype != np.int32:
         raise ValueError("rows_ceiling takes int32 indices and indptr.")
+    if X.data.itemsize not in (4, 8) or len(X.data) != len(X.indices):
+        raise ValueError("rows_ceiling takes values of 4 or 8 bytes, one per index.")
     if row_bytes < 64 or not W.flags.c_contiguous or X.shape[1] != W.shape[0]:
         raise ValueError("rows_ceiling takes a C-contiguous table of rows of 64 bytes or more.")
     # The C loops trust the structure: check it once here, outside the timing.
@@ -83,7 +88,8 @@ def rows_ceiling(X, W, threads):
     )  # fmt: skip
     if not well_formed:
         raise ValueError("rows_ceiling takes a well-formed CSR matrix naming rows of W.")
-    args = (W.ctypes.data, row_bytes, X.indices.ctypes.data, X.indptr.ctypes.data, X.shape[0])
+    args = (W.ctypes.data, row_bytes, X.indices.ctypes.data, X.data.ctypes.data,
+            X.data.itemsize, X.indptr.ctypes.data, X.shape[0])  # fmt: skip
 
     def run(order, prefetch):
         # A new array each call, on a cache line as sparsebed's sums are.

@@ -185,7 +185,7 @@ def main():
     parser.add_argument("--debian", help="path of the full Debian corpus (optional)")
     parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
     args = parser.parse_args()
-    repeat = 3 if args.quick else 7
+    repeat = 3 if args.quick else 11
     dims = [16, 64, 256] if args.quick else [16, 32, 64, 128, 256]
     workloads = {"zipf": zipf_csr(n_rows=50_000 if args.quick else 200_000)}
     if args.debian:
