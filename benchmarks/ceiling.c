@@ -5,9 +5,9 @@
  * loaded into registers, nothing is computed, and every line of the output
  * is stored (zeros, needing no load), so a kernel that reads the rows in the
  * same order, multiplies them by their values, adds them and writes its sums
- * cannot be faster. Two orders (see load_rows), each with the lines of an entry a few
- * ahead prefetched or not: ceiling.py takes the fastest of the four. A table
- * row must be at least 64 bytes.
+ * cannot be faster. Two orders (see load_rows), each with the lines of an
+ * entry a few ahead prefetched or not: ceiling.py takes the fastest of the
+ * four. A table row must be at least 64 bytes.
  *
  * Compiled by ceiling.py with the host's C compiler, -O3 -march=native
  * -fopenmp, beside sparsebed's _simd.h: its widest vector load is a bound for

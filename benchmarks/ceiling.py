@@ -10,8 +10,8 @@ in sparsebed's order (strips of up to 512 bytes of the rows of one row of
 ``X`` at a time) or whole, each with and without prefetching rows a few
 entries ahead. A kernel that reads the rows in either order, also multiplies
 them by their values, adds them and returns its sums cannot beat the fastest
-of the four, so
-where a target asks for more than that rate, such a kernel cannot meet it.
+of the four, so where a target asks for more than that rate, such a kernel
+cannot meet it.
 The C file is compiled once per process with the host's compiler (``cc``, or
 ``$CC``) for the host's widest vectors; where it does not compile the
 benchmarks leave the ceiling out.
@@ -66,7 +66,8 @@ def rows_ceiling(X, W, threads):
 
     ``X`` is a CSR matrix with int32 ``indices`` and ``indptr`` (as scipy
     makes them for these workloads) and values of 4 or 8 bytes, and ``W`` a
-    C-contiguous table whose rows take at least 64 bytes. Returns an empty dict where ceiling.c does not compile.
+    C-contiguous table whose rows take at least 64 bytes. Returns an empty
+    dict where ceiling.c does not compile.
     """
     lib = _compiled()
     if lib is None:
