@@ -9,22 +9,24 @@ import time
 import numpy as np
 
 
-def median_times(funcs, repeat=5):
+def median_times(funcs, repeat=5, progress=False):
     """Median wall time of each callable in the dict ``funcs``, by name.
 
     The callables take turns, so that a spell of the host running slow falls
     on all of them, not on whichever ran then. In its turn each is called
     twice and the second call timed: it finds the caches as its own call
     left them, as when one library is called again and again, not as the
-    other library left them.
+    other library left them. With ``progress``, says when each round ends.
     """
     times = {name: [] for name in funcs}
-    for _ in range(repeat):
+    for round_ in range(repeat):
         for name, func in funcs.items():
             func()
             tic = time.perf_counter()
             func()
             times[name].append(time.perf_counter() - tic)
+        if progress:
+            print(f"round {round_ + 1} of {repeat} done", flush=True)
     return {name: float(np.median(t)) for name, t in times.items()}
 
 

@@ -20,9 +20,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import machine, save_results  # noqa: E402
-from transform import describe, rates, torch, zipf_csr  # noqa: E402
-
-from sparsebed._ops import aligned_array  # noqa: E402
+from transform import describe, rates, table, torch, zipf_csr  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DIM = 64
@@ -30,17 +28,20 @@ DIM = 64
 
 def main():
     X = zipf_csr().astype(np.float32)
-    W = aligned_array(np.random.default_rng(1).standard_normal((X.shape[1], DIM)), np.float32)
+    W = table(X, DIM)
     print(f"machine: {machine()}; float32, dim {DIM}, one thread\n")
-    rows = []
-    for n_rows in (256, 4096, 16384, 65536, 131072, X.shape[1]):
+    sizes = (256, 4096, 16384, 65536, 131072, X.shape[1])
+    folded = []
+    for n_rows in sizes:
         Xn = X.copy()
         Xn.indices = Xn.indices % n_rows
-        row = {"table_rows": n_rows, "table_mb": n_rows * DIM * 4 / 2**20}
-        row.update(rates(Xn, W, 7, threads=(1,), scipy=False)[1])
+        folded.append((Xn, W))
+    # Every table size takes its turn in every round.
+    rows = []
+    for n_rows, result in zip(sizes, rates(folded, 7, threads=(1,), scipy=False)):
+        row = {"table_rows": n_rows, "table_mb": n_rows * DIM * 4 / 2**20, **result[1]}
         rows.append(row)
-        line = f"table {row['table_mb']:7.2f} MB: {describe(row)}"
-        print(line, flush=True)
+        print(f"table {row['table_mb']:7.2f} MB: {describe(row)}", flush=True)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     save_results(
         os.path.join(HERE, "results", "memory_wall.json"),

@@ -65,11 +65,17 @@ def debian_tfidf(path):
     return TfidfVectorizer(sublinear_tf=True, min_df=2, dtype=np.float32).fit_transform(texts)
 
 
-def torch_embedding_bag(X, W):
-    """A callable computing ``X @ W`` with torch's embedding_bag (sum, weighted)."""
-    indices, weight, offsets, values = (
-        torch.from_numpy(a) for a in (X.indices.astype(np.int64), W, X.indptr.astype(np.int64), X.data)
-    )
+def torch_csr(X):
+    """torch's tensors of ``X``'s indices, offsets and values (made once per matrix)."""
+    return (torch.from_numpy(X.indices.astype(np.int64)), torch.from_numpy(X.indptr.astype(np.int64)),
+            torch.from_numpy(X.data))  # fmt: skip
+
+
+def torch_embedding_bag(csr, W):
+    """A callable computing ``X @ W`` with torch's embedding_bag (sum, weighted),
+    from ``csr = torch_csr(X)``."""
+    indices, offsets, values = csr
+    weight = torch.from_numpy(W)
 
     def run_torch():
         with torch.no_grad():
@@ -81,39 +87,43 @@ def torch_embedding_bag(X, W):
     return run_torch
 
 
-def rates(X, W, repeat, threads=THREADS, scipy=True, ceiling=True):
-    """G (nnz x dim)/s of each method at each thread count, all taking turns.
+def rates(cells, repeat, threads=THREADS, scipy=True, ceiling=True):
+    """G (nnz x dim)/s of each method at each thread count in each cell, all taking turns.
 
-    Returns ``{threads: {method: rate}}``: sparsebed, torch (if installed),
+    ``cells`` is a list of ``(X, W)``. Returns a list, one
+    ``{threads: {method: rate}}`` per cell: sparsebed, torch (if installed),
     scipy (one thread, if asked) and, if asked, the ceiling of any kernel
     (see ``ceiling.py``): the rate of the fastest of its loops that only load
-    the rows. Every method at every thread count takes its turn in the same
-    rounds, so a slow spell of the host falls on one thread and on two
-    alike, and the scaling from one to two is measured as fairly as the
-    ratios to the peers.
+    the rows. Every method of every cell at every thread count takes its
+    turn in every round, so a slow spell of the host, or a slow state lasting
+    minutes, falls on all of them: on the peers and on one thread and two
+    alike, and on every cell, not on whichever cell was being measured then.
     """
-    funcs, loads = {}, set()
-    run_torch = torch_embedding_bag(X, W) if torch is not None else None
-    for t in threads:
-        funcs["sparsebed", t] = functools.partial(sparsebed.embedding_sum, X, W, n_jobs=t)
-        if run_torch is not None:
-            funcs["torch", t] = run_torch
-        if ceiling:
-            for name, func in rows_ceiling(X, W, t).items():
-                funcs[name, t] = func
-                loads.add(name)
-    if scipy:
-        funcs["scipy", 1] = functools.partial(X.__matmul__, W)  # scipy runs on one thread
-    work = X.nnz * W.shape[1] / 1e9
-    times = median_times({key: functools.partial(_at_threads, key[1], f) for key, f in funcs.items()},
-                         repeat)  # fmt: skip
-    result = {t: {} for t in threads}
-    for (name, t), seconds in times.items():
-        result[t][name] = work / seconds
+    funcs, loads, matrices = {}, set(), {}
+    for c, (X, W) in enumerate(cells):
+        if torch is not None and id(X) not in matrices:
+            matrices[id(X)] = torch_csr(X)
+        run_torch = torch_embedding_bag(matrices[id(X)], W) if torch is not None else None
+        for t in threads:
+            funcs[c, "sparsebed", t] = functools.partial(sparsebed.embedding_sum, X, W, n_jobs=t)
+            if run_torch is not None:
+                funcs[c, "torch", t] = run_torch
+            if ceiling:
+                for name, func in rows_ceiling(X, W, t).items():
+                    funcs[c, name, t] = func
+                    loads.add(name)
+        if scipy:
+            funcs[c, "scipy", 1] = functools.partial(X.__matmul__, W)  # scipy runs on one thread
+    times = median_times({key: functools.partial(_at_threads, key[2], f) for key, f in funcs.items()},
+                         repeat, progress=len(cells) > 1)  # fmt: skip
+    results = [{t: {} for t in threads} for _ in cells]
+    for (c, name, t), seconds in times.items():
+        X, W = cells[c]
+        results[c][t][name] = X.nnz * W.shape[1] / 1e9 / seconds
     if loads:
-        for r in result.values():
+        for r in (r for result in results for r in result.values()):
             r["ceiling"] = max(r.pop(name) for name in loads)
-    return result
+    return results
 
 
 def _at_threads(threads, func):
@@ -135,19 +145,22 @@ def describe(rates):
     return line
 
 
-def measure(X, dim, dtype, repeat, **options):
-    """``rates`` on ``X`` and a random table, with sparsebed's extra memory beyond
-    its output at each thread count (``options`` go to ``rates``)."""
-    rng = np.random.default_rng(1)
-    X = X.astype(dtype)
-    W = aligned_array(rng.standard_normal((X.shape[1], dim)), dtype)
-    result = rates(X, W, repeat, **options)
-    for t, r in result.items():
-        tracemalloc.start()
-        out = sparsebed.embedding_sum(X, W, n_jobs=t)
-        r["sparsebed_extra_mb"] = (tracemalloc.get_traced_memory()[1] - out.nbytes) / 2**20
-        tracemalloc.stop()
-    return result
+def table(X, dim):
+    """A random table of ``dim`` columns for ``X``, of ``X``'s dtype, on a cache line."""
+    return aligned_array(np.random.default_rng(1).standard_normal((X.shape[1], dim)), X.dtype)
+
+
+def measure(cells, repeat):
+    """``rates`` of the ``(X, W)`` in ``cells``, with sparsebed's extra memory
+    beyond its output in each cell at each thread count."""
+    results = rates(cells, repeat)
+    for (X, W), result in zip(cells, results):
+        for t, r in result.items():
+            tracemalloc.start()
+            out = sparsebed.embedding_sum(X, W, n_jobs=t)
+            r["sparsebed_extra_mb"] = (tracemalloc.get_traced_memory()[1] - out.nbytes) / 2**20
+            tracemalloc.stop()
+    return results
 
 
 def batch_latency(X, sizes=(1, 16, 256), dim=64, repeat=101):
@@ -159,7 +172,7 @@ def batch_latency(X, sizes=(1, 16, 256), dim=64, repeat=101):
     ``transform``; torch gets its tensors made beforehand, as a torch model
     would hold them.
     """
-    W = aligned_array(np.random.default_rng(1).standard_normal((X.shape[1], dim)), np.float32)
+    W = table(X.astype(np.float32), dim)
     model = sparsebed.SparseEmbedding(init=W).fit(X[:1])
     if torch is not None:
         torch.set_num_threads(1)
@@ -172,7 +185,7 @@ def batch_latency(X, sizes=(1, 16, 256), dim=64, repeat=101):
             "scipy": lambda x=x: x @ W,
         }
         if torch is not None:
-            funcs["torch"] = torch_embedding_bag(x, W)
+            funcs["torch"] = torch_embedding_bag(torch_csr(x), W)
         times = median_times(funcs, repeat)
         result.append({"rows": n, **{name: t * 1e6 for name, t in times.items()}})
         print(f"{n:4} rows: " + ", ".join(f"{k} {v:7.1f} us" for k, v in result[-1].items()
@@ -193,25 +206,32 @@ def main():
 
     config = sparsebed.show_config()
     print(f"machine: {machine()}; torch {torch.__version__ if torch else 'not installed'}\n")
-    rows = []
+    # Every case (workload, dtype, dimension) takes its turn in every round.
+    cases, cells = [], []
     for name, X in workloads.items():
         for dtype in (np.float32, np.float64):
+            X = X.astype(dtype)
             for dim in dims:
-                for threads, r in measure(X, dim, dtype, repeat).items():
-                    r.update(workload=name, dtype=np.dtype(dtype).name, dim=dim, threads=threads)
-                    rows.append(r)
-                    line = f"{name:6} {r['dtype']:7} dim {dim:3} threads {threads}: {describe(r)}"
-                    print(line + f", extra memory {r['sparsebed_extra_mb']:.2f} MiB", flush=True)
+                cases.append((name, np.dtype(dtype).name, dim))
+                cells.append((X, table(X, dim)))
+    print(f"{len(cells)} cases, each method of each at 1 and 2 threads in turn, {repeat} rounds:")
+    rows = []
+    for (name, dtype, dim), result in zip(cases, measure(cells, repeat)):
+        for threads, r in result.items():
+            r.update(workload=name, dtype=dtype, dim=dim, threads=threads)
+            rows.append(r)
+            line = f"{name:6} {dtype:7} dim {dim:3} threads {threads}: {describe(r)}"
+            print(line + f", extra memory {r['sparsebed_extra_mb']:.2f} MiB", flush=True)
 
     # Each instruction set compiled in, one thread, float32, on the Zipf workload.
+    zipf32 = [cell for case, cell in zip(cases, cells) if case[:2] == ("zipf", "float32")]
     isa_rows = []
     for isa in _kernels.simd_supported():
         _kernels.set_simd_isa(isa)
-        for dim in dims:
-            r = measure(workloads["zipf"], dim, np.float32, repeat, threads=(1,), scipy=False,
-                        ceiling=False)[1]  # fmt: skip
-            isa_rows.append({"isa": isa, "dim": dim, "sparsebed": r["sparsebed"]})
-            print(f"isa {isa:8} dim {dim:3}: {r['sparsebed']:6.2f} G/s", flush=True)
+        results = rates(zipf32, repeat, threads=(1,), scipy=False, ceiling=False)
+        for dim, r in zip(dims, results):
+            isa_rows.append({"isa": isa, "dim": dim, "sparsebed": r[1]["sparsebed"]})
+            print(f"isa {isa:8} dim {dim:3}: {r[1]['sparsebed']:6.2f} G/s", flush=True)
     _kernels.set_simd_isa(None)
 
     # Small batches, one call each, of the Debian rows if given.
