@@ -134,6 +134,15 @@ def _at_threads(threads, func):
     return func()
 
 
+def _with_isa(isa, X, W):
+    """sparsebed's ``X @ W`` on one thread with instruction set ``isa``, then the default again."""
+    _kernels.set_simd_isa(isa)
+    try:
+        return sparsebed.embedding_sum(X, W, n_jobs=1)
+    finally:
+        _kernels.set_simd_isa(None)
+
+
 def describe(rates):
     """The figures of ``rates``: sparsebed's, and each other's with sparsebed's ratio to it."""
     line = f"sparsebed {rates['sparsebed']:6.2f} G/s"
@@ -223,16 +232,18 @@ def main():
             line = f"{name:6} {dtype:7} dim {dim:3} threads {threads}: {describe(r)}"
             print(line + f", extra memory {r['sparsebed_extra_mb']:.2f} MiB", flush=True)
 
-    # Each instruction set compiled in, one thread, float32, on the Zipf workload.
+    # Each instruction set compiled in, one thread, float32, on the Zipf workload:
+    # every set at every dimension takes its turn in every round.
     zipf32 = [cell for case, cell in zip(cases, cells) if case[:2] == ("zipf", "float32")]
+    funcs = {
+        (isa, dim): functools.partial(_with_isa, isa, X, W)
+        for isa in _kernels.simd_supported() for dim, (X, W) in zip(dims, zipf32)
+    }  # fmt: skip
     isa_rows = []
-    for isa in _kernels.simd_supported():
-        _kernels.set_simd_isa(isa)
-        results = rates(zipf32, repeat, threads=(1,), scipy=False, ceiling=False)
-        for dim, r in zip(dims, results):
-            isa_rows.append({"isa": isa, "dim": dim, "sparsebed": r[1]["sparsebed"]})
-            print(f"isa {isa:8} dim {dim:3}: {r[1]['sparsebed']:6.2f} G/s", flush=True)
-    _kernels.set_simd_isa(None)
+    for (isa, dim), seconds in median_times(funcs, repeat, progress=True).items():
+        X, W = zipf32[dims.index(dim)]
+        isa_rows.append({"isa": isa, "dim": dim, "sparsebed": X.nnz * dim / 1e9 / seconds})
+        print(f"isa {isa:8} dim {dim:3}: {isa_rows[-1]['sparsebed']:6.2f} G/s", flush=True)
 
     # Small batches, one call each, of the Debian rows if given.
     latency_workload = "debian" if "debian" in workloads else "zipf"
