@@ -118,12 +118,17 @@ def rates(cells, repeat, threads=THREADS, scipy=True, ceiling=True):
                          repeat, progress=len(cells) > 1)  # fmt: skip
     results = [{t: {} for t in threads} for _ in cells]
     for (c, name, t), seconds in times.items():
-        X, W = cells[c]
-        results[c][t][name] = X.nnz * W.shape[1] / 1e9 / seconds
+        results[c][t][name] = _work(*cells[c]) / seconds
     if loads:
-        for r in (r for result in results for r in result.values()):
-            r["ceiling"] = max(r.pop(name) for name in loads)
+        for result in results:
+            for r in result.values():
+                r["ceiling"] = max(r.pop(name) for name in loads)
     return results
+
+
+def _work(X, W):
+    """The work of ``X @ W``: G (non-zeros x dimension)."""
+    return X.nnz * W.shape[1] / 1e9
 
 
 def _at_threads(threads, func):
@@ -135,12 +140,9 @@ def _at_threads(threads, func):
 
 
 def _with_isa(isa, X, W):
-    """sparsebed's ``X @ W`` on one thread with instruction set ``isa``, then the default again."""
+    """sparsebed's ``X @ W`` on one thread with instruction set ``isa`` (which stays set)."""
     _kernels.set_simd_isa(isa)
-    try:
-        return sparsebed.embedding_sum(X, W, n_jobs=1)
-    finally:
-        _kernels.set_simd_isa(None)
+    return sparsebed.embedding_sum(X, W, n_jobs=1)
 
 
 def describe(rates):
@@ -234,15 +236,16 @@ def main():
 
     # Each instruction set compiled in, one thread, float32, on the Zipf workload:
     # every set at every dimension takes its turn in every round.
-    zipf32 = [cell for case, cell in zip(cases, cells) if case[:2] == ("zipf", "float32")]
+    zipf32 = {case[2]: cell for case, cell in zip(cases, cells) if case[:2] == ("zipf", "float32")}
     funcs = {
-        (isa, dim): functools.partial(_with_isa, isa, X, W)
-        for isa in _kernels.simd_supported() for dim, (X, W) in zip(dims, zipf32)
+        (isa, dim): functools.partial(_with_isa, isa, *cell)
+        for isa in _kernels.simd_supported() for dim, cell in zipf32.items()
     }  # fmt: skip
+    times = median_times(funcs, repeat, progress=True)
+    _kernels.set_simd_isa(None)
     isa_rows = []
-    for (isa, dim), seconds in median_times(funcs, repeat, progress=True).items():
-        X, W = zipf32[dims.index(dim)]
-        isa_rows.append({"isa": isa, "dim": dim, "sparsebed": X.nnz * dim / 1e9 / seconds})
+    for (isa, dim), seconds in times.items():
+        isa_rows.append({"isa": isa, "dim": dim, "sparsebed": _work(*zipf32[dim]) / seconds})
         print(f"isa {isa:8} dim {dim:3}: {isa_rows[-1]['sparsebed']:6.2f} G/s", flush=True)
 
     # Small batches, one call each, of the Debian rows if given.
