@@ -412,9 +412,10 @@ def test_kernels_report_malformed_row_without_reading_out_of_bounds(case, index_
 @TABLE_SIZES
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 def test_bad_rows_among_many_leave_every_other_row_right(index_dtype, n_features):
-    # The kernel checks a block of rows at once and only a failing block row
-    # by row: the good rows of a failing block and the blocks around it must
-    # come out as if the bad rows were absent.
+    # The kernel checks each index of a block of rows as it sums them, and
+    # where one fails does the block again row by row: the good rows of a
+    # failing block and the blocks around it must come out as if the bad rows
+    # were absent.
     X = sp.random(300, n_features, density=8 / n_features, format="csr", random_state=3)
     X.indices = X.indices.astype(index_dtype)
     X.indptr = X.indptr.astype(index_dtype)

@@ -49,6 +49,42 @@ def test_every_isa_matches_the_reference(isa, dim, dtype, combiner, n_features):
     np.testing.assert_allclose(out, expected, rtol=rtol, atol=rtol * np.max(np.abs(scale)) * 10)
 
 
+@pytest.mark.parametrize("n_features", [500, 6000])
+@pytest.mark.parametrize("dim", [3, 16, 64, 256, 257])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_every_isa_skips_bad_indices_without_reading_outside_the_table(
+    isa, dim, dtype, index_dtype, n_features
+):
+    # Each index is checked as its row of W is summed, in the first strip of
+    # columns. A bad one, alone, at a block's first or last entry, a few
+    # entries into a row (within the prefetch distance of its start) or at the
+    # very end, is found before W is read there by every loop (rows of one
+    # strip or several, the scalar tail; prefetched or not), and only its row
+    # comes out zero. The table sits between rows of NaN: a read outside it
+    # would show.
+    X = sp.random(300, n_features, density=15 / n_features, format="csr", random_state=dim,
+                  dtype=np.float64)
+    W = np.full((2 + n_features + 2, dim), np.nan, dtype)[2:-2]
+    W[...] = np.random.default_rng(dim).standard_normal((n_features, dim))
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    cases = [(0, 0, n_features), (63, -1, -1), (130, 5, np.iinfo(index_dtype).max),
+             (299, -1, n_features)]  # fmt: skip
+    for row, position, index in cases:
+        assert X.indptr[row + 1] - X.indptr[row] > 5
+        indices, indptr = X.indices.astype(index_dtype), X.indptr.astype(index_dtype)
+        indices[indptr[row + (position < 0)] + position] = index
+        good = X.copy()
+        good.data[good.indptr[row] : good.indptr[row + 1]] = 0.0
+        expected = reference.embedding_sum(good, W, "sum")
+        for n_threads in (1, 2):
+            out = np.full((300, dim), np.nan, dtype)
+            result = _kernels.embedding_sum(X.data, indices, indptr, W, out, 0, n_threads)
+            assert result == (row, True), (row, position, index)
+            np.testing.assert_allclose(out, expected, rtol=rtol, atol=rtol)
+            assert not out[row].any()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_every_isa_finds_each_non_finite_output(isa, dtype):
     # The forward kernel checks its output block by block; a NaN or an
