@@ -529,10 +529,11 @@ def embedding_sum(
     """Write the combined embedding sum of each CSR row into ``out``.
 
     Every row's extent and indices are checked before ``W`` is read, so the
-    arrays need no check beforehand. Returns ``(bad_row, finite)``:
-    ``bad_row`` is -1, or some malformed row (whose output is zeros; not
-    necessarily the first); ``finite`` says whether every output value is
-    finite, checked block by block while the block is still in cache.
+    arrays need no check beforehand; ``W`` needs a column. Returns
+    ``(bad_row, finite)``: ``bad_row`` is -1, or some malformed row (whose
+    output is zeros; not necessarily the first); ``finite`` says whether
+    every output value is finite, checked block by block while the block is
+    still in cache.
     """
     cdef Py_ssize_t n_rows = out.shape[0]
     cdef Py_ssize_t d = W.shape[1]
@@ -544,12 +545,14 @@ def embedding_sum(
     cdef bint finite[1]
     cdef const data_t *data_ptr = &data[0] if nnz > 0 else NULL
     cdef const index_t *indices_ptr = &indices[0] if nnz > 0 else NULL
-    cdef const real_t *W_ptr = &W[0, 0] if n_features > 0 else NULL
+    cdef const real_t *W_ptr = &W[0, 0] if n_features > 0 and d > 0 else NULL
 
     if indptr.shape[0] != n_rows + 1 or data.shape[0] != nnz:
         raise ValueError("inconsistent CSR arrays")
     if out.shape[1] != d:
         raise ValueError("out has the wrong number of columns")
+    if d == 0:
+        raise ValueError("W has no columns")  # the sums would check no index
     bad_row[0] = -1
     finite[0] = True
     if n_rows == 0:

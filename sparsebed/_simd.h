@@ -396,8 +396,8 @@ static inline void sb_prefetch_bytes_w(const void *p, ptrdiff_t n) {
  * 64 and up, as close as these rounds tell. That needs the rows' extents to
  * lie inside indices, checked first for the whole block. Should a check
  * fail, the block starts again with each row checked alone before its sums,
- * to find the bad ones (whose output is zeros); so are the rows of a table of
- * no columns, whose sums read no index to check. The rows of W named by
+ * to find the bad ones (whose output is zeros). A table needs a column (d >=
+ * 1): with none, the sums would read no index, and check none. The rows of W named by
  * entries up to prefetch_end are prefetched: the block's end, the row's own
  * end once rows are checked one by one, or the row's start (none) for a
  * table small enough to stay in cache. */
@@ -408,7 +408,7 @@ ATTR static ptrdiff_t sb_bag_rows_##ISA##_##RN##_##IN##_##DN(                   
         ptrdiff_t row0, ptrdiff_t row1, int combiner, REAL *out) {                 \
     SB_VEC_TYPES(REAL, VB)                                                         \
     ptrdiff_t i, bad = -1;                                                         \
-    int each_row = d == 0 || !sb_extents_ok_##IN(indptr, row0, row1, nnz);         \
+    int each_row = !sb_extents_ok_##IN(indptr, row0, row1, nnz);                   \
     const int prefetch = n_features * d * (ptrdiff_t)sizeof(REAL) > SB_PREFETCH_MIN_TABLE; \
 again:                                                                             \
     for (i = row0; i < row1; i++) {                                                \
