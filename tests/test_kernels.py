@@ -293,6 +293,54 @@ def test_embedding_sum_no_rows():
     assert out.shape == (0, 3) and out.dtype == np.float32
 
 
+@pytest.mark.parametrize("n_jobs", [1, 2])
+@pytest.mark.parametrize("combiner", COMBINERS)
+@pytest.mark.parametrize("W_dtype", [np.float32, np.float64])
+def test_embedding_sum_writes_into_out_when_given(W_dtype, combiner, n_jobs):
+    X, W, _, _ = forward_problem(np.float32, W_dtype, np.int32, seed=5)
+    expected = sparsebed.embedding_sum(X, W, combiner=combiner, n_jobs=n_jobs)
+    out = np.full(expected.shape, np.nan, dtype=W_dtype)  # every value must be written
+    for _ in range(2):  # the same array again: the point of passing it
+        got = sparsebed.embedding_sum(X, W, combiner=combiner, n_jobs=n_jobs, out=out)
+        assert got is out
+        np.testing.assert_array_equal(out, expected)
+
+
+def _out_cases():
+    X, W, _, _ = forward_problem(np.float64, np.float64, np.int32, seed=6)
+    n, d = X.shape[0], W.shape[1]
+    read_only = np.empty((n, d))
+    read_only.flags.writeable = False
+    both = np.empty((n + W.shape[0], d))  # out's last two rows are W's first two
+    both[n - 2 : n - 2 + W.shape[0]] = W
+    return X, W, {
+        "a list": ([[0.0] * d] * n, W, "must be a numpy array"),
+        "too few rows": (np.empty((n - 1, d)), W, r"shape \(%d, %d\)" % (n, d)),
+        "too many columns": (np.empty((n, d + 1)), W, "shape"),
+        "float32 for a float64 table": (np.empty((n, d), np.float32), W, "dtype float64"),
+        "Fortran order": (np.empty((n, d), order="F"), W, "C-contiguous"),
+        "a strided slice": (np.empty((n, 2 * d))[:, ::2], W, "C-contiguous"),
+        "read-only": (read_only, W, "writeable"),
+        "sharing W's memory": (both[:n], both[n - 2 : n - 2 + W.shape[0]], "shares memory"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_out_cases()[2]))
+def test_embedding_sum_refuses_an_out_it_cannot_write(case):
+    X, _, cases = _out_cases()
+    out, W, message = cases[case]
+    with pytest.raises(ValueError, match=message):
+        sparsebed.embedding_sum(X, W, out=out)
+
+
+def test_embedding_sum_refuses_an_out_that_is_xs_values():
+    X = sp.csr_matrix(np.arange(1.0, 7.0).reshape(2, 3))  # six stored values
+    W = np.ones((3, 3))
+    with pytest.raises(ValueError, match="shares memory"):
+        sparsebed.embedding_sum(X, W, out=X.data.reshape(2, 3))
+    np.testing.assert_array_equal(X.data, np.arange(1.0, 7.0))  # X is untouched
+
+
 @pytest.mark.parametrize("combiner", COMBINERS)
 @pytest.mark.parametrize("W_dtype", [np.float32, np.float64])
 def test_embedding_sum_same_result_for_any_thread_count(W_dtype, combiner):
