@@ -396,11 +396,11 @@ static inline void sb_prefetch_bytes_w(const void *p, ptrdiff_t n) {
  * 64 and up, as close as these rounds tell. That needs the rows' extents to
  * lie inside indices, checked first for the whole block. Should a check
  * fail, the block starts again with each row checked alone before its sums,
- * to find the bad ones (whose output is zeros). A table needs a column (d >=
- * 1): with none, the sums would read no index, and check none. The rows of W named by
- * entries up to prefetch_end are prefetched: the block's end, the row's own
- * end once rows are checked one by one, or the row's start (none) for a
- * table small enough to stay in cache. */
+ * to find the bad ones (whose output is zeros). A table needs a column
+ * (d >= 1): with none, the sums would read no index, and check none. The
+ * rows of W named by entries up to prefetch_end are prefetched: the block's
+ * end, the row's own end once rows are checked one by one, or the row's
+ * start (none) for a table small enough to stay in cache. */
 #define SB_DEFINE_BAG_ROWS(ISA, ATTR, VB, RN, REAL, IN, INDEX, DN, DATA)           \
 ATTR static ptrdiff_t sb_bag_rows_##ISA##_##RN##_##IN##_##DN(                      \
         const REAL *W, ptrdiff_t n_features, ptrdiff_t d, const DATA *data,        \
