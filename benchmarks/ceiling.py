@@ -40,17 +40,19 @@ def _compiled():
         if cc is None:
             print("no C compiler: the ceiling is left out")
             return None
-        path = os.path.join(tempfile.mkdtemp(prefix="sparsebed-ceiling-"), "ceiling.so")
-        build = subprocess.run(
-            [cc, "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC",
-             "-I", os.path.join(HERE, os.pardir, "sparsebed"),
-             os.path.join(HERE, "ceiling.c"), "-o", path],
-            capture_output=True, text=True,
-        )  # fmt: skip
-        if build.returncode != 0:
-            print(f"ceiling.c did not compile, the ceiling is left out:\n{build.stderr}")
-            return None
-        _library = ctypes.CDLL(path)
+        with tempfile.TemporaryDirectory(prefix="sparsebed-ceiling-") as tmp:
+            path = os.path.join(tmp, "ceiling.so")
+            build = subprocess.run(
+                [cc, "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC",
+                 "-I", os.path.join(HERE, os.pardir, "sparsebed"),
+                 os.path.join(HERE, "ceiling.c"), "-o", path],
+                capture_output=True, text=True,
+            )  # fmt: skip
+            if build.returncode != 0:
+                print(f"ceiling.c did not compile, the ceiling is left out:\n{build.stderr}")
+                return None
+            # Once loaded, the library stays mapped when its file is removed.
+            _library = ctypes.CDLL(path)
         _library.rows_ceiling.restype = None
         _library.rows_ceiling.argtypes = [
             ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
